@@ -1,0 +1,64 @@
+# bncourse — the two commands of the README:
+#   make book   set everything up and build the website into _build/html
+#   make test   set everything up and run every test (unit, notebooks, book build, browser)
+# Everything lives in .venv inside the repository; nothing is fetched at build or run time except
+# packages from the registries during setup.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip
+JB       := $(VENV)/bin/jupyter-book
+PYTEST   := $(PY) -m pytest
+# CPU build of torch: on CI's machines it lies on local disk; elsewhere pip falls back to the range.
+TORCH_CPU ?= torch==2.13.0+cpu
+export OMP_NUM_THREADS ?= 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup book test unit notebooks build-book site-test assets bench clean strip
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@echo "== setup: virtual environment in $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_CPU)" || $(PIP) install -q "torch>=2.3"
+	$(PIP) install -q -r requirements.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+setup: $(VENV)/.installed
+	@bash scripts/setup_system.sh
+	@$(PY) scripts/vendor_assets.py
+
+assets: setup
+
+book: setup
+	@echo "== build: jupyter-book (executes every chapter)"
+	$(JB) build . -W -n --keep-going
+	@echo "The website is in _build/html: open _build/html/index.html, or serve it with"
+	@echo "  $(PY) -m http.server -d _build/html 8000   and browse http://127.0.0.1:8000"
+
+unit: setup
+	$(PYTEST) tests -m "not site"
+
+notebooks: setup
+	$(PYTEST) --nbval-lax -p no:cacheprovider book
+
+site-test: setup
+	BNCOURSE_REQUIRE_SITE=1 $(PYTEST) tests -m site
+
+test: setup
+	$(MAKE) unit
+	$(MAKE) notebooks
+	$(MAKE) book
+	$(MAKE) site-test
+
+bench: setup
+	$(PY) benchmarks/bench_batchnorm.py
+
+strip: setup
+	$(PY) scripts/strip_notebooks.py book
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,355 @@
+"""BatchNorm in NumPy: the forward pass, the compact backward and the staged (chain-rule) backward.
+
+Shapes: ``x`` is ``(N, C)`` or ``(N, C, *spatial)``. Internally every array is viewed as
+``(N, C, S)`` with ``S = prod(spatial)`` (``S = 1`` for ``(N, C)``), so that a per-channel
+statistic is a reduction over axes 0 and 2, and ``m = N * S`` values enter each channel's mean.
+
+Conventions are PyTorch's (``torch.nn.functional.batch_norm``, torch 2.13)::
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias         # biased batch variance in training
+    running_mean = (1 - momentum) * running_mean + momentum * mean
+    running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)   # unbiased
+
+Like CS231n's ``layers.py``, the forward returns ``(y, cache)`` and the backward consumes the
+cache. The cache holds references to arrays made by the forward; do not modify them in between.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union, overload
+
+import numpy as np
+
+from bncourse.numpy import _validate
+
+__all__ = [
+    "BatchNormCache",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_staged",
+]
+
+
+@dataclass
+class BatchNormCache:
+    """What the backward pass needs from the forward pass.
+
+    Every array is in the *compute dtype*: the input's dtype, or float32 for float16 input
+    (torch's mixed path). Per-channel arrays have shape ``(C,)``.
+
+    ``xc`` is the input minus a per-channel *shift*: the batch mean rounded to the compute dtype
+    (training) or ``running_mean`` (evaluation). ``delta`` is what is left of the mean in ``xc``,
+    so ``x - mean = xc - delta``. Rounding the mean to float32 can move it by half a unit in the
+    last place (5e-4 for a mean of 1e4), far more than a tiny standard deviation can tolerate;
+    carrying ``delta`` keeps the float64 accuracy of the mean without a float64 copy of ``x``.
+    ``delta`` is 0 in float64 and in evaluation mode.
+    """
+
+    xc: np.ndarray                 # (N, C, S) x - shift
+    delta: np.ndarray              # (C,) mean - shift; x - mean = xc - delta
+    var: np.ndarray                # (C,) variance used to normalise: biased batch var or running_var
+    invstd: np.ndarray             # (C,) 1 / sqrt(var + eps)
+    eps: float
+    weight: Optional[np.ndarray]   # (C,) gamma in the compute dtype, None without weight
+    has_bias: bool
+    training: bool                 # True: batch statistics, so the gradient flows through mean and var
+    x_shape: Tuple[int, ...]
+    x_dtype: np.dtype
+    weight_dtype: np.dtype         # dtype of dweight / dbias (the parameters' dtype)
+
+    @property
+    def m(self) -> int:
+        """Number of values per channel, ``N * prod(spatial)``."""
+        return self.xc.shape[0] * self.xc.shape[2]
+
+    @property
+    def x_hat(self) -> np.ndarray:
+        """The normalised input ``(x - mean) / sqrt(var + eps)``, shape ``(N, C, S)``."""
+        return (self.xc - self.delta[:, None]) * self.invstd[:, None]
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def _as_ncs(a: np.ndarray) -> np.ndarray:
+    """``(N, C, *spatial)`` -> ``(N, C, S)`` (a view when the memory layout allows it)."""
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
+
+
+# Speed: the full-size element-wise work of the compact path runs over blocks of samples of about
+# _BLOCK_ELEMENTS values (256 KiB of float32), so that the two or three arrays a block touches stay
+# in the CPU cache between the ufunc calls, and so that a temporary is a small reused scratch array
+# instead of a fresh full-size one (fresh large arrays cost page faults, often more than the
+# arithmetic). This halves the time of the (N, C) = (4096, 1024) backward on one core.
+_BLOCK_ELEMENTS = 1 << 16
+
+
+def _sample_blocks(a3: np.ndarray) -> List[slice]:
+    """Slices of axis 0 of an ``(N, C, S)`` array, each about ``_BLOCK_ELEMENTS`` values."""
+    rows = max(1, _BLOCK_ELEMENTS // max(1, a3.shape[1] * a3.shape[2]))
+    return [slice(i, i + rows) for i in range(0, a3.shape[0], rows)]
+
+
+def batchnorm_forward(
+    x: np.ndarray,
+    weight: Optional[np.ndarray],
+    bias: Optional[np.ndarray],
+    running_mean: Optional[np.ndarray],
+    running_var: Optional[np.ndarray],
+    *,
+    training: bool,
+    momentum: Optional[float] = 0.1,
+    eps: float = 1e-5,
+    num_batches_tracked: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, BatchNormCache]:
+    """BatchNorm forward pass, the NumPy twin of ``torch.nn.functional.batch_norm``.
+
+    Args:
+        x: ``(N, C)`` or ``(N, C, *spatial)``, float16/32/64.
+        weight, bias: ``(C,)`` (gamma and beta) or None.
+        running_mean, running_var: ``(C,)`` buffers or both None. In training they are updated
+            **in place** (``running = (1 - momentum) * running + momentum * batch_stat``, with the
+            *unbiased* batch variance); in evaluation they normalise the input.
+        training: True normalises with the batch statistics (the biased variance), False with
+            the running statistics (which must then be given).
+        momentum: weight of the new batch statistic. ``None`` means a cumulative average: the
+            factor is ``1 / num_batches_tracked`` after the increment, so it needs the counter.
+        eps: added to the variance inside the square root; must be > 0 in training.
+        num_batches_tracked: optional 0-d integer array (``np.array(0, dtype=np.int64)``). When
+            given, it is incremented **in place** on every training call that updates running
+            buffers (zero-size batches included, as torch's modules do); required with
+            ``momentum=None``.
+
+    Returns:
+        ``(y, cache)``: ``y`` has ``x``'s shape and dtype; ``cache`` feeds the backward functions.
+
+    Raises:
+        TypeError, ValueError, RuntimeError, NotImplementedError: with torch's wording (sizes
+        written ``(1, 3)``), e.g. ``ValueError: Expected more than 1 value per channel when
+        training, got input size (1, 3)``.
+
+    A zero-size batch returns an empty output and leaves the running statistics unchanged (the
+    counter is still incremented). A constant channel gives exactly ``bias``.
+    """
+    _validate.validate_forward(x, weight, bias, running_mean, running_var,
+                               training=training, eps=eps)
+    _validate.validate_num_batches_tracked(num_batches_tracked)
+    update_buffers = training and running_mean is not None
+    if update_buffers and momentum is None and num_batches_tracked is None:
+        raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
+
+    cdt = _compute_dtype(x.dtype)
+    x3 = _as_ncs(x)
+    n_channels = x3.shape[1]
+    m = x3.shape[0] * x3.shape[2]
+
+    if training:
+        if m > 0:
+            # Pass 1: the mean, summed in float64. A float32 running sum of values near 1e4
+            # loses the digits that a standard deviation of 1e-2 lives in.
+            mean = np.einsum("ncs->c", x3, dtype=np.float64) / m
+        else:
+            mean = np.zeros(n_channels)
+        shift = mean.astype(cdt)
+        delta = mean - shift                                      # float64, exact residual
+        # Pass 2: centre, xc = x - shift, and sum xc^2 while each block is still in the cache;
+        # block sums are accumulated in float64. var = mean(xc^2) - delta^2 has no cancellation:
+        # |delta| is at most half an ulp of the mean.
+        xc = np.empty(x3.shape, cdt)
+        sum_sq = np.zeros(n_channels)
+        shift_col = shift[:, None]
+        for rows in _sample_blocks(xc):
+            block = np.subtract(x3[rows], shift_col, out=xc[rows])
+            sum_sq += np.einsum("ncs,ncs->c", block, block)
+        var = np.maximum(sum_sq / m - delta * delta, 0.0) if m > 0 else np.zeros(n_channels)
+    else:
+        assert running_mean is not None and running_var is not None
+        shift = running_mean.astype(cdt)
+        xc = np.subtract(x3, shift[:, None], dtype=cdt)
+        delta = np.zeros(n_channels)
+        var = running_var.astype(np.float64)
+    invstd = 1.0 / np.sqrt(var + eps)
+
+    if update_buffers and num_batches_tracked is not None:
+        num_batches_tracked += 1
+    if update_buffers and m > 0:
+        assert running_mean is not None and running_var is not None
+        factor = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
+        running_mean[...] = (1.0 - factor) * running_mean + factor * mean
+        running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
+
+    # y = (xc - delta) * invstd * weight + bias = xc * scale + offset, one multiply and one add
+    # per block of samples (see _sample_blocks).
+    scale = (invstd if weight is None else invstd * weight).astype(cdt)[:, None]          # (C, 1)
+    offset = (-delta * scale[:, 0] if bias is None else bias - delta * scale[:, 0]).astype(cdt)[:, None]
+    y = np.empty(xc.shape, cdt)
+    for rows in _sample_blocks(xc):
+        np.multiply(xc[rows], scale, out=y[rows])
+        np.add(y[rows], offset, out=y[rows])
+
+    cache = BatchNormCache(
+        xc=xc,
+        delta=delta.astype(cdt),
+        var=var.astype(cdt),
+        invstd=invstd.astype(cdt),
+        eps=float(eps),
+        weight=None if weight is None else weight.astype(cdt),
+        has_bias=bias is not None,
+        training=training,
+        x_shape=tuple(x.shape),
+        x_dtype=x.dtype,
+        weight_dtype=(weight if weight is not None else bias if bias is not None else xc).dtype,
+    )
+    return y.astype(x.dtype, copy=False).reshape(x.shape), cache
+
+
+def _grad_output(dy: np.ndarray, cache: BatchNormCache) -> np.ndarray:
+    """Validate ``dy`` and view it as ``(N, C, S)`` in the compute dtype."""
+    _validate.validate_grad_output(dy, cache.x_shape)
+    return _as_ncs(dy).astype(cache.xc.dtype, copy=False)
+
+
+def _param_grads(
+    dweight: np.ndarray, dbias: np.ndarray, cache: BatchNormCache
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """``(C,)`` gradients in the parameters' dtype, None for an absent parameter."""
+    return (
+        None if cache.weight is None else dweight.astype(cache.weight_dtype),
+        dbias.astype(cache.weight_dtype) if cache.has_bias else None,
+    )
+
+
+def batchnorm_backward(
+    dy: np.ndarray, cache: BatchNormCache
+) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Compact BatchNorm backward.
+
+    Args:
+        dy: ``dL/dy``, the forward input's shape ``(N, C, *spatial)``.
+        cache: from ``batchnorm_forward``.
+
+    Returns:
+        ``(dx, dweight, dbias)``: ``dx`` like ``x`` (shape and dtype); ``dweight``/``dbias``
+        ``(C,)`` or None where the forward had no weight/bias.
+
+    Training (per channel, sums over the ``m`` values of the channel)::
+
+        dbias   = sum(dy)
+        dweight = sum(dy * x_hat)
+        dx      = weight * invstd / m * (m * dy - dbias - x_hat * dweight)
+
+    i.e. ``dy`` scaled and then projected off span{1, x_hat}: ``sum(dx) = 0`` and
+    ``sum(dx * x_hat) = 0``. Evaluation (constant statistics): ``dx = dy * weight * invstd``.
+    """
+    dy3 = _grad_output(dy, cache)
+    cdt = cache.xc.dtype
+    m = cache.m
+    invstd = cache.invstd.astype(np.float64)
+    delta = cache.delta.astype(np.float64)
+    gamma = np.ones_like(invstd) if cache.weight is None else cache.weight.astype(np.float64)
+
+    # The two reductions over the batch (and spatial) axes, read straight from the saved centred
+    # input: x_hat = (xc - delta) * invstd, so sum(dy * x_hat) = invstd * (sum(dy*xc) - delta*sum(dy)).
+    blocks = _sample_blocks(dy3)
+    sum_dy = np.zeros(dy3.shape[1])
+    sum_dy_xc = np.zeros(dy3.shape[1])
+    for rows in blocks:                   # both sums per block: dy is read from memory once
+        sum_dy += np.einsum("ncs->c", dy3[rows])
+        sum_dy_xc += np.einsum("ncs,ncs->c", dy3[rows], cache.xc[rows])
+    dbias = sum_dy
+    dweight = invstd * (sum_dy_xc - delta * sum_dy)
+
+    a = gamma * invstd                                  # dx = a * dy (+ the projection in training)
+    if not (cache.training and m > 0):
+        dx = np.multiply(dy3, a.astype(cdt)[:, None])
+    else:
+        # dx = a*dy - a/m*dbias - a/m * x_hat * dweight, with x_hat = (xc - delta) * invstd:
+        #    = a*dy + b*xc + c,   b = -a*invstd*dweight/m,   c = -a*dbias/m - b*delta.
+        # Per-channel coefficients are computed once in float64; the full-size work is
+        # multiply-adds into dx, block by block with one small scratch array (see _sample_blocks).
+        b = -a * invstd * dweight / m
+        c = -a * dbias / m - b * delta
+        a_, b_, c_ = (v.astype(cdt)[:, None] for v in (a, b, c))
+        dx = np.empty(dy3.shape, cdt)
+        scratch = np.empty((blocks[0].stop - blocks[0].start,) + dx.shape[1:], cdt)
+        for rows in blocks:
+            out, tmp = dx[rows], scratch[: dx[rows].shape[0]]
+            np.multiply(dy3[rows], a_, out=out)
+            np.multiply(cache.xc[rows], b_, out=tmp)
+            np.add(out, tmp, out=out)
+            np.add(out, c_, out=out)
+    dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
+    return dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape), dweight_out, dbias_out
+
+
+@overload
+def batchnorm_backward_staged(
+    dy: np.ndarray, cache: BatchNormCache
+) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]: ...
+
+
+@overload
+def batchnorm_backward_staged(
+    dy: np.ndarray, cache: BatchNormCache, *, return_intermediates: bool
+) -> Union[
+    Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]],
+    Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Dict[str, Optional[np.ndarray]]],
+]: ...
+
+
+def batchnorm_backward_staged(dy, cache, *, return_intermediates=False):
+    """BatchNorm backward, one step of the chain rule per line (Ioffe & Szegedy 2015, Sec. 3).
+
+    The same result as ``batchnorm_backward``, written as the paper derives it, for reading;
+    it is about twice as slow (it materialises every intermediate).
+
+    Args:
+        dy: ``dL/dy``, shape ``(N, C, *spatial)``.
+        cache: from ``batchnorm_forward``.
+        return_intermediates: also return a dict of the intermediates: ``x_hat``, ``dxhat``
+            (input shape), ``dvar``, ``dmean`` (``(C,)``; None in evaluation mode, where mean
+            and variance are constants), ``dx`` (input shape), ``dgamma``, ``dbeta`` (``(C,)``).
+
+    Returns:
+        ``(dx, dweight, dbias)`` like ``batchnorm_backward`` (plus the dict if asked for).
+    """
+    dy = _grad_output(dy, cache)        # (N, C, S): sums over axes (0, 2) run over the batch
+    axes = (0, 2)                       # and spatial positions, the paper's sum over i = 1..m
+    m = max(cache.m, 1)                 # values per channel (an empty batch's sums are 0: keep 0/m = 0)
+    gamma = 1.0 if cache.weight is None else cache.weight[:, None]   # (C, 1) broadcasts per channel
+    x_mu = cache.xc - cache.delta[:, None]                           # x - mu
+    var = cache.var[:, None]                                         # sigma^2
+    std_inv = 1.0 / np.sqrt(var + cache.eps)                         # 1 / sqrt(sigma^2 + eps)
+    x_hat = x_mu * std_inv                                           # the normalised input
+
+    # dL/dx_hat = dL/dy * gamma
+    dxhat = dy * gamma
+    if cache.training:
+        # dL/dsigma^2 = sum_i dL/dx_hat_i * (x_i - mu) * (-1/2) * (sigma^2 + eps)^(-3/2)
+        dvar = np.sum(dxhat * x_mu, axis=axes) * -0.5 * std_inv[:, 0] ** 3
+        # dL/dmu = sum_i dL/dx_hat_i * (-1 / sqrt(sigma^2 + eps))  +  dL/dsigma^2 * sum_i -2 (x_i - mu) / m
+        dmean = (np.sum(dxhat * -std_inv, axis=axes)
+                 + dvar * np.sum(-2.0 * x_mu, axis=axes) / m)
+        # dL/dx_i = dL/dx_hat_i / sqrt(sigma^2 + eps) + dL/dsigma^2 * 2 (x_i - mu) / m + dL/dmu / m
+        dx = dxhat * std_inv + dvar[:, None] * 2.0 * x_mu / m + dmean[:, None] / m
+    else:
+        # Evaluation: mu and sigma^2 are the running statistics, constants of the graph.
+        dvar = dmean = None
+        dx = dxhat * std_inv
+    # dL/dgamma = sum_i dL/dy_i * x_hat_i
+    dgamma = np.sum(dy * x_hat, axis=axes)
+    # dL/dbeta = sum_i dL/dy_i
+    dbeta = np.sum(dy, axis=axes)
+
+    dx_out = dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape)
+    dweight, dbias = _param_grads(dgamma, dbeta, cache)
+    if not return_intermediates:
+        return dx_out, dweight, dbias
+    intermediates = {
+        "x_hat": x_hat.reshape(cache.x_shape), "dxhat": dxhat.reshape(cache.x_shape),
+        "dvar": dvar, "dmean": dmean, "dx": dx_out, "dgamma": dgamma, "dbeta": dbeta,
+    }
+    return dx_out, dweight, dbias, intermediates

@@ -1,0 +1,165 @@
+"""Figures for the chapters: training curves (with seed bands) and activation percentiles.
+
+Every helper draws into ``ax`` (or a new figure), sets a title, axis labels and a legend, and returns the
+Axes, so chapters can combine them with ``plt.subplots``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from bncourse.training import History, PercentileRecorder
+
+__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "metric_label"]
+
+_LABELS = {
+    "test_acc": "test accuracy",
+    "val_acc": "validation accuracy",
+    "train_acc": "training accuracy",
+    "test_loss": "test loss",
+    "val_loss": "validation loss",
+    "train_loss": "training loss",
+    "train_loss_per_step": "mini-batch training loss",
+}
+
+
+def metric_label(metric: str) -> str:
+    """Human-readable axis label of a :class:`~bncourse.training.History` metric name."""
+    return _LABELS.get(metric, metric.replace("_", " "))
+
+
+def _axes(ax):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    return ax
+
+
+def _stack(histories: Sequence[History], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Common steps and a (n_runs, n_steps) array; runs cut to the shortest (e.g. a diverged run)."""
+    series = [h.metric(metric) for h in histories]
+    n = min(len(s[0]) for s in series)
+    steps = series[0][0][:n]
+    for s, _ in series:
+        if not np.array_equal(s[:n], steps):
+            raise ValueError(f"histories were evaluated at different steps; cannot band {metric!r}")
+    return steps, np.stack([v[:n] for _, v in series])
+
+
+def plot_curves(
+    runs: Mapping[str, History | Sequence[History]],
+    metric: str = "test_acc",
+    *,
+    ax=None,
+    title: str | None = None,
+    ylabel: str | None = None,
+    smooth: int = 1,
+    logy: bool = False,
+):
+    """One curve of ``metric`` against training steps per entry of ``runs``.
+
+    Args:
+        runs: label -> a :class:`History`, or a list of histories (e.g. several seeds): the mean is drawn
+            with a band from the minimum to the maximum over the runs.
+        metric: a History metric name (``"test_acc"``, ``"val_loss"``, ``"train_loss_per_step"``, ...).
+        ax: Matplotlib Axes to draw into (default: a new figure).
+        title, ylabel: text (defaults derived from the metric).
+        smooth: moving-average window applied to each curve (useful for per-step losses).
+        logy: logarithmic y axis.
+
+    Returns:
+        The Axes.
+    """
+    ax = _axes(ax)
+    for label, hist in runs.items():
+        hists = [hist] if isinstance(hist, History) else list(hist)
+        if not hists:
+            raise ValueError(f"no histories for {label!r}")
+        steps, values = _stack(hists, metric)
+        if smooth > 1:
+            kernel = np.ones(smooth) / smooth
+            values = np.stack([np.convolve(v, kernel, mode="valid") for v in values])
+            steps = steps[smooth - 1 :]
+        mean = values.mean(axis=0)
+        suffix = f" ({len(hists)} seeds)" if len(hists) > 1 else ""
+        (line,) = ax.plot(steps, mean, label=label + suffix)
+        if len(hists) > 1:
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel or metric_label(metric))
+    ax.set_title(title or f"{metric_label(metric).capitalize()} during training")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_percentiles(
+    recorder: PercentileRecorder,
+    *,
+    ax=None,
+    title: str | None = None,
+    ylabel: str = "input to the nonlinearity",
+    color: str | None = None,
+    from_step: int = 0,
+):
+    """The recorded percentiles (e.g. 15th, 50th, 85th) of one unit against training steps (Ioffe Fig. 1b, c).
+
+    Args:
+        recorder: a :class:`~bncourse.training.PercentileRecorder` that has recorded at least one step.
+        ax, title, ylabel: as in :func:`plot_curves`. color: one colour for all lines (styles differ).
+        from_step: omit records before this step (e.g. step 0 of a BN net, whose eval-mode output still
+            uses the initial running statistics).
+
+    Returns:
+        The Axes.
+    """
+    if not recorder.steps:
+        raise ValueError("the recorder has no records (was it passed to train(..., hooks=[...]) with eval_every?)")
+    ax = _axes(ax)
+    steps = np.asarray(recorder.steps)
+    keep = steps >= from_step
+    if not keep.any():
+        raise ValueError(f"no records at step >= {from_step}")
+    steps, p = steps[keep], recorder.percentiles[keep]
+    styles = ["--", "-", ":", "-.", (0, (1, 1))]
+    for j, q in enumerate(recorder.q):
+        ax.plot(steps, p[:, j], linestyle=styles[j % len(styles)], color=color,
+                label=f"{q:g}th percentile")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Unit {recorder.unit}: percentiles over training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_bars(
+    values: Mapping[str, float | Sequence[float]],
+    *,
+    ax=None,
+    title: str,
+    ylabel: str,
+    xlabel: str = "",
+    logy: bool = False,
+):
+    """A bar per entry (mean; min–max error bar when a sequence is given). Returns the Axes."""
+    ax = _axes(ax)
+    labels = list(values)
+    arrays = [np.atleast_1d(np.asarray(values[k], dtype=float)) for k in labels]
+    means = np.array([a.mean() for a in arrays])
+    lo = means - np.array([a.min() for a in arrays])
+    hi = np.array([a.max() for a in arrays]) - means
+    ax.bar(labels, means, yerr=np.stack([lo, hi]) if any(len(a) > 1 for a in arrays) else None,
+           capsize=4, label=ylabel)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    return ax

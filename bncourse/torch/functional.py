@@ -1,0 +1,247 @@
+"""``batch_norm``: torch.nn.functional.batch_norm rebuilt from plain tensor ops.
+
+The forward and the backward are a ``torch.autograd.Function`` written with ordinary tensor
+operations (no ``torch.batch_norm`` / ``native_batch_norm`` anywhere), so the same code runs on CPU and
+CUDA. Shapes: ``input`` is ``(N, C)`` or ``(N, C, *spatial)``; ``running_mean``, ``running_var``,
+``weight``, ``bias`` are ``(C,)``.
+
+Numerics
+  * Training normalizes with the **biased** batch variance, stores the **unbiased** one in
+    ``running_var``; ``running = (1 - momentum) * running + momentum * batch_stat``; ``eps`` inside
+    the square root.
+  * Statistics are a *corrected two-pass* (Chan, Golub & LeVeque): a pilot mean ``m0``, then
+    ``xc = x - m0`` and ``var = mean(xc**2) - mean(xc)**2``. Large sums are float32 (float64 for
+    float64 input), per-channel combinations float64, so a float32 channel with offset 1e4 and std
+    1e-2 keeps its variance to ~1e-4 relative; a constant channel gives exactly ``bias``.
+  * float16 / bfloat16 input is computed in float32 and returned in the input dtype (torch's
+    mixed path when the parameters are float32).
+
+Backward (compact formula, ``xhat = (x - mean) * invstd``, ``n = N * prod(spatial)``)::
+
+    dbeta = sum(dy)            dgamma = sum(dy * xhat)
+    train: dx = gamma * invstd / n * (n * dy - dbeta - xhat * dgamma)
+    eval:  dx = dy * gamma * invstd
+
+Double backward: when the backward itself runs with ``create_graph=True`` it is evaluated with
+differentiable tensor ops recomputed from the saved input, so ``gradgradcheck`` passes.
+
+Validation matches torch's exception types and messages (``bncourse._checks``), in torch's order,
+with two deliberate differences: an input of rank < 2 that is not empty raises
+``ValueError: expected at least 2D input (got 1D input)`` (torch reads past the shape: an
+``IndexError`` or a meaningless ``running_mean should contain 0 elements not 3``), and a non-tensor
+``input`` always raises ``TypeError`` (torch raises ``AttributeError`` in training).
+"""
+from __future__ import annotations
+
+from numbers import Real
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from ._layout import Layout, channel_sum, per_channel
+
+__all__ = ["batch_norm"]
+
+
+def _dtype_name(t: Optional[Tensor]) -> Optional[str]:
+    return None if t is None else str(t.dtype).removeprefix("torch.")
+
+
+def _numel(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.numel()
+
+
+def _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps) -> None:
+    """``TypeError`` with the wording of ``torch.batch_norm``'s argument parser."""
+    named = (("input", 1, input), ("weight", 2, weight), ("bias", 3, bias),
+             ("running_mean", 4, running_mean), ("running_var", 5, running_var))
+    for name, pos, value in named:
+        if not isinstance(value, Tensor) and not (value is None and name != "input"):
+            raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be Tensor, "
+                            f"not {type(value).__name__}")
+    for name, pos, value in (("momentum", 7, momentum), ("eps", 8, eps)):
+        if not isinstance(value, Real):
+            raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be float, "
+                            f"not {type(value).__name__}")
+
+
+def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
+    for t in others:
+        if t is not None and t.device != input.device:
+            raise RuntimeError("Expected all tensors to be on the same device, but found at least "
+                               f"two devices, {input.device} and {t.device}!")
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
+
+    input (N, C, *spatial) -> output of the same shape, dtype and memory format. In training the
+    running buffers (if given) are updated in place. See the module docstring for the numerics.
+    """
+    _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps)
+    if training:
+        if input.dim() == 0:
+            _checks.check_input_rank(0)
+        _checks.check_enough_values(tuple(input.shape), True)
+    _checks.check_eps(eps, training)
+
+    if input.numel() == 0:
+        # torch's early return (ATen _batch_norm_impl_index): no further checks, no buffer update;
+        # a clone keeps the gradient chain, weight/bias enter through their first element only.
+        out = input.clone()
+        if weight is not None:
+            out = out * weight.select(0, 0)
+        if bias is not None:
+            out = out + bias.select(0, 0)
+        return out
+
+    _checks.check_input_rank(input.dim())
+    _checks.check_batch_norm_params(input.shape[1], training, _numel(running_mean),
+                                    _numel(running_var), _numel(weight), _numel(bias))
+    if torch.is_grad_enabled():
+        for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+            if t is not None and t.requires_grad:
+                raise RuntimeError(f"The function 'native_batch_norm' is not differentiable with "
+                                   f"respect to argument '{name}'. This input cannot have "
+                                   "requires_grad True.")
+    if training:
+        _checks.check_stats_pairing(running_mean is not None, running_var is not None)
+    _checks.check_dtypes(_dtype_name(input),
+                         [_dtype_name(t) for t in (weight, bias, running_mean, running_var)])
+    for t in (running_mean, running_var):
+        if t is not None:
+            _checks.check_stats_ndim(t.dim())
+    _check_devices(input, weight, bias, running_mean, running_var)
+    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
+                                    bool(training), float(momentum), float(eps))
+
+
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _affine_f64(t: Optional[Tensor], fill: float, c: int, like: Tensor) -> Tensor:
+    """weight/bias as a (C,) float64 vector (ones/zeros when absent)."""
+    if t is None:
+        return torch.full((c,), fill, dtype=torch.float64, device=like.device)
+    return t.detach().reshape(c).double()
+
+
+class _BatchNormFunction(torch.autograd.Function):
+    """Forward: statistics + affine transform; backward: the compact formula."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                training: bool, momentum: float, eps: float) -> Tensor:
+        layout = Layout.of(x)
+        ct = _compute_dtype(x)
+        c, n = layout.num_channels, layout.count
+        x3 = layout.to_rcs(x).to(ct)                            # (R, C, S)
+        w64 = _affine_f64(weight, 1.0, c, x)
+        b64 = _affine_f64(bias, 0.0, c, x)
+
+        if training:
+            pilot = (channel_sum(x3) / n).to(ct)                # m0, rounded to ct
+            centered = x3 - per_channel(pilot, ct)              # xc = x - m0   (R, C, S)
+            shift = channel_sum(centered) / n                   # mean - m0     (C,) f64
+            buf = torch.mul(centered, centered)
+            var = (channel_sum(buf) / n - shift * shift).clamp_(min=0.0)   # biased
+            mean = pilot.double() + shift
+            invstd = (var + eps).rsqrt()
+            if running_mean is not None:
+                unbiased = var * (n / (n - 1))
+                running_mean.copy_(running_mean.double() * (1.0 - momentum) + mean * momentum)
+                running_var.copy_(running_var.double() * (1.0 - momentum) + unbiased * momentum)
+            scale = invstd * w64
+            y3 = torch.addcmul(per_channel(b64 - shift * scale, ct), centered,
+                               per_channel(scale, ct), out=buf)
+        else:
+            mean = running_mean.detach().double()
+            invstd = (running_var.detach().double() + eps).rsqrt()
+            shift = None
+            centered = x3
+            scale = invstd * w64
+            y3 = torch.addcmul(per_channel(b64 - mean * scale, ct), x3, per_channel(scale, ct))
+
+        ctx.layout, ctx.training, ctx.eps, ctx.ct = layout, training, eps, ct
+        if bias is not None:
+            ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
+        ctx.save_for_backward(x, weight, centered, mean, invstd, shift)
+        return layout.from_rcs(y3.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, weight, centered, mean, invstd, shift = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():   # create_graph=True: a differentiable backward
+            dx, dw, db = _backward_differentiable(ctx, dy, x, weight, mean, invstd)
+        else:
+            dx, dw, db = _backward_fast(ctx, dy, weight, centered, mean, invstd, shift,
+                                        need_x, need_w)
+        dw = dw.to(weight.dtype).view(weight.shape) if need_w else None
+        db = db.to(ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
+        return (dx if need_x else None, dw, db, None, None, None, None, None)
+
+
+def _backward_fast(ctx, dy, weight, centered, mean, invstd, shift, need_x: bool, need_w: bool):
+    """The compact formula on the saved centred input; f64 per-channel coefficients."""
+    layout, ct = ctx.layout, ctx.ct
+    c, n = layout.num_channels, layout.count
+    dy3 = layout.to_rcs(dy).to(ct)
+    db = channel_sum(dy3)                                       # sum(dy)        (C,) f64
+    w64 = _affine_f64(weight, 1.0, c, dy)
+    k = w64 * invstd                                            # gamma * invstd
+    dot, tmp = None, None
+    if ctx.training:
+        if need_x or need_w:                                    # sum(dy * xhat)
+            tmp = torch.mul(dy3, centered)
+            dot = invstd * (channel_sum(tmp) - shift * db)
+        dx3 = None
+        if need_x:
+            a = -k * invstd * dot / n                           # coefficient of xc
+            c0 = -k * db / n - a * shift
+            dx3 = torch.addcmul(per_channel(c0, ct), centered, per_channel(a, ct), out=tmp)
+            dx3.addcmul_(dy3, per_channel(k, ct))
+    else:
+        if need_w:
+            tmp = centered - per_channel(mean, ct)
+            tmp.mul_(dy3)
+            dot = channel_sum(tmp) * invstd
+        dx3 = torch.mul(dy3, per_channel(k, ct), out=tmp) if need_x else None
+    dx = layout.from_rcs(dx3.to(dy.dtype)) if dx3 is not None else None
+    return dx, dot, db
+
+
+def _backward_differentiable(ctx, dy, x, weight, mean, invstd):
+    """Same formula as :func:`_backward_fast`, recomputed from ``x`` with differentiable ops."""
+    layout, ct = ctx.layout, ctx.ct
+    c, n = layout.num_channels, layout.count
+    x3 = layout.to_rcs(x).to(ct)
+    dy3 = layout.to_rcs(dy).to(ct)
+    w = weight.reshape(1, c, 1).to(ct) if weight is not None else 1.0
+    if ctx.training:
+        mu = x3.mean(dim=(0, 2), keepdim=True)
+        var = (x3 - mu).square().mean(dim=(0, 2), keepdim=True)
+        istd = (var + ctx.eps).rsqrt()
+    else:
+        mu, istd = per_channel(mean, ct), per_channel(invstd, ct)
+    xhat = (x3 - mu) * istd
+    db = dy3.sum(dim=(0, 2))
+    dw = (dy3 * xhat).sum(dim=(0, 2))
+    if ctx.training:
+        dx3 = w * istd / n * (n * dy3 - db.view(1, c, 1) - xhat * dw.view(1, c, 1))
+    else:
+        dx3 = dy3 * (w * istd)
+    return layout.from_rcs(dx3.to(x.dtype)), dw, db

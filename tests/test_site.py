@@ -1,0 +1,235 @@
+"""Browser test of the built website (``_build/html``): every page in headless Chromium, fully offline.
+
+For every page: no request leaves 127.0.0.1, no HTTP error, no console error or uncaught exception, math is
+typeset by the vendored MathJax (no raw ``$...$``, ``\\(`` or ``\\[`` left in the visible text), every image
+loads. On the self-check demo page, the static quizzes are clicked: right and wrong answers get the right
+feedback, computed in the browser with no kernel.
+
+Needs the built site (``make book``) and Debian's ``chromium`` (driven by Playwright, never downloaded).
+Skipped when either is missing, unless ``BNCOURSE_REQUIRE_SITE=1`` (``make site-test``), which makes that a
+failure.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.site
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "_build" / "html"
+CHROMIUM = os.environ.get("BNCOURSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+REQUIRE = os.environ.get("BNCOURSE_REQUIRE_SITE") == "1"
+DEMO = "book/self_check_demo.html"
+
+
+def _unavailable() -> str | None:
+    if not (SITE / "index.html").is_file():
+        return f"no built site at {SITE} (run `make book`)"
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        return f"no Chromium at {CHROMIUM} (scripts/setup_system.sh installs Debian's chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (Python) is not installed"
+    return None
+
+
+def pages() -> list[str]:
+    if not SITE.is_dir():
+        return [DEMO]
+    found = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
+                   if not p.relative_to(SITE).parts[0].startswith("_"))
+    return found or [DEMO]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    reason = _unavailable()
+    if reason:
+        if REQUIRE:
+            pytest.fail(f"BNCOURSE_REQUIRE_SITE=1 but {reason}")
+        pytest.skip(reason)
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class PageLog:
+    """Everything a page did that the test asserts on."""
+
+    def __init__(self, page, base: str) -> None:
+        self.base_host = urlparse(base).hostname
+        self.foreign: list[str] = []
+        self.failed: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", self._request)
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} (HTTP {r.status})"))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def _request(self, request) -> None:
+        url = urlparse(request.url)
+        if url.scheme in ("data", "blob", "about"):
+            return
+        if url.hostname != self.base_host:
+            self.foreign.append(request.url)
+
+
+def open_page(browser, server: str, rel: str):
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    log = PageLog(page, server)
+    page.goto(f"{server}/{rel}", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    # wait for MathJax (vendored, deferred) to finish its first typesetting pass
+    page.evaluate("""async () => {
+        for (let i = 0; i < 200 && window.MathJax && !(MathJax.startup && MathJax.startup.promise); i++)
+            await new Promise(r => setTimeout(r, 50));
+        if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+    }""")
+    return page, log
+
+
+VISIBLE_TEXT_JS = """() => {
+    const skip = 'pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight, kbd, samp';
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const el = n.parentElement;
+        if (!el || el.closest(skip)) continue;
+        if (el.checkVisibility && !el.checkVisibility()) continue;
+        out.push(n.textContent);
+    }
+    return out.join(' ');
+}"""
+
+IMAGES_JS = """async () => {
+    const imgs = Array.from(document.images);
+    for (const img of imgs) { img.loading = 'eager'; }
+    await Promise.all(imgs.map(img => img.decode().catch(() => null)));
+    return imgs.map(img => ({src: img.currentSrc || img.src, w: img.naturalWidth}));
+}"""
+
+
+@pytest.mark.parametrize("rel", pages())
+def test_page_is_offline_typeset_and_clean(browser, server, rel):
+    page, log = open_page(browser, server, rel)
+    try:
+        html = page.content()
+        has_math = 'class="math' in html or "\\(" in html
+        n_typeset = page.locator("mjx-container").count()
+        text = page.evaluate(VISIBLE_TEXT_JS)
+        images = page.evaluate(IMAGES_JS)
+    finally:
+        page.close()
+    assert not log.foreign, f"{rel}: requests to other hosts: {log.foreign[:5]}"
+    assert not log.failed, f"{rel}: failed requests: {log.failed[:5]}"
+    assert not log.errors, f"{rel}: {log.errors[:5]}"
+    if has_math and rel not in ("search.html", "genindex.html", "py-modindex.html"):
+        assert n_typeset > 0, f"{rel}: the page has math but MathJax typeset none of it"
+    raw = re.findall(r"\\\(|\\\[|\\begin\{|\$[^$\s][^$]*\$", text)
+    assert not raw, f"{rel}: untypeset math in the visible text: {raw[:5]}"
+    broken = [i["src"] for i in images if not i["w"]]
+    assert not broken, f"{rel}: images that did not load: {broken}"
+
+
+def _feedback(quiz):
+    fb = quiz.locator(".bnc-feedback")
+    return fb.get_attribute("data-bnc-result"), fb.inner_text()
+
+
+def test_static_quizzes_check_answers_in_the_browser(browser, server):
+    page, log = open_page(browser, server, DEMO)
+    try:
+        assert page.locator(".bnc-quiz").count() >= 4, "the demo page should show every kind of question"
+        assert page.locator("script[type='application/vnd.jupyter.widget-view+json']").count() == 0, \
+            "the website should render questions as static quizzes, not frozen widget snapshots"
+
+        single = page.locator(".bnc-quiz[data-bnc-id='demo-minmax']")
+        single.locator("input[value='1']").check()
+        single.locator("button.bnc-check").click()
+        result, text = _feedback(single)
+        assert result == "wrong" and "is not the right answer" in text and "standardization" in text, text
+        assert "Hint" in text
+        single.locator("input[value='0']").check()
+        single.locator("button.bnc-check").click()
+        result, text = _feedback(single)
+        assert result == "right" and text.startswith("Correct!") and "largest to 1" in text, text
+        assert single.locator(".bnc-feedback mjx-container").count() == 0  # no math in this message
+
+        multi = page.locator(".bnc-quiz[data-bnc-id='demo-bn-state']")
+        multi.locator("button.bnc-check").click()
+        assert _feedback(multi)[1].startswith("No option ticked")
+        for i in (0, 1):
+            multi.locator(f"input[value='{i}']").check()
+        multi.locator("button.bnc-check").click()
+        result, text = _feedback(multi)
+        assert result == "wrong" and "should not be ticked" in text and "1 of the 3 right options" in text, text
+        assert multi.locator(".bnc-feedback mjx-container").count() > 0, "math in feedback should be typeset"
+        multi.locator("input[value='1']").uncheck()
+        for i in (2, 3):
+            multi.locator(f"input[value='{i}']").check()
+        multi.locator("button.bnc-check").click()
+        result, text = _feedback(multi)
+        assert result == "right" and text.startswith("Correct! All 3 right options"), text
+
+        num = page.locator(".bnc-quiz[data-bnc-id='demo-epoch-time']")
+        box = num.locator("input.bnc-number")
+        for typed, want, snippet in [("150", "wrong", "150 is too high"), ("0.1", "wrong", "0.1 is too low"),
+                                     ("150 ms", "wrong", "Give the answer in s: “ms”"),
+                                     ("0,15", "wrong", "“0,15” is not a number"),
+                                     ("0.15 s", "right", "Correct: 0.15 s is within ±0.005 s"),
+                                     ("3/20", "right", "Correct: 3/20 is within")]:
+            box.fill(typed)
+            num.locator("button.bnc-check").click()
+            result, text = _feedback(num)
+            assert result == want and snippet in text, (typed, text)
+        # the learner's input is echoed as text, never as markup
+        box.fill('<img src=x onerror="window.pwned=1">')
+        num.locator("button.bnc-check").click()
+        result, text = _feedback(num)
+        assert result == "wrong" and "<img src=x" in text
+        assert num.locator(".bnc-feedback img").count() == 0
+        assert page.evaluate("() => window.pwned === undefined")
+
+        code = page.locator(".bnc-quiz[data-bnc-id='demo-standardize']")
+        assert "standardize" in code.locator(".bnc-title").inner_text()
+        solution = code.locator("details", has_text="Solution")
+        assert not solution.locator("pre").is_visible()
+        solution.locator("summary").click()
+        assert "def standardize" in solution.locator("pre").inner_text()
+    finally:
+        page.close()
+    assert not log.foreign and not log.failed and not log.errors, (log.foreign, log.failed, log.errors)
