@@ -15,6 +15,8 @@ TORCH_CPU ?= torch==2.13.0+cpu
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
+# Executed notebooks of the website carry no widget state: no tqdm widgets there.
+export BNCOURSE_PROGRESS := 0
 
 .PHONY: setup book test unit notebooks build-book site-test assets bench clean strip
 

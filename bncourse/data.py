@@ -153,9 +153,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         An array of shape ``(n0, n1, ..., n_{d-1})`` in native byte order (uint8 for images and labels).
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: wrong magic bytes, unknown type code, missing dimensions, or a payload whose size does
-            not match the header (truncated or padded file); the message names the file.
+        ``FileNotFoundError`` if there is no such file; ``ValueError`` (naming the file) for wrong magic bytes,
+        an unknown type code, missing dimensions, or a payload whose size does not match the header
+        (a truncated or padded file).
     """
     path = Path(path)
     if not path.is_file():
@@ -246,8 +246,8 @@ def download_verified(
     ``cache_dir`` only after it has been verified (download to a temporary name, then rename).
 
     Raises:
-        ValueError: every mirror gave a file with the wrong digest (the message lists the digests).
-        OSError: no mirror could be reached (offline) — with a hint to use the offline sources.
+        ``ValueError`` if every mirror gave a file with the wrong digest (the message lists the digests);
+        ``OSError`` if no mirror could be reached (offline), with a hint to use the offline sources.
     """
     fetch_fn = fetch_fn if fetch_fn is not None else fetch
     cache_dir = Path(cache_dir).expanduser()

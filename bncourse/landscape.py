@@ -33,7 +33,7 @@ from bncourse.normalizers import frozen_noise
 
 __all__ = [
     "LineSearch", "line_search", "ICS", "internal_covariate_shift", "default_layers",
-    "LandscapeProbe", "module_outputs", "activation_drift", "Theorem41", "theorem41",
+    "LandscapeProbe", "ActivationTrace", "module_outputs", "activation_drift", "Theorem41", "theorem41",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -265,9 +265,9 @@ def internal_covariate_shift(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Te
 # recorder over training
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)
 class LandscapeProbe:
-    """Measures the landscape (and optionally ICS and activations) at regular points of training.
+    """Measures the landscape (and optionally ICS) at regular points of training.
 
     Use it as ``train(..., step_callback=probe)`` (it is called as ``probe(model, step, xb, yb)``
     after the optimizer step ``step``) and call ``probe(model, 0)`` once before training for the
@@ -278,25 +278,20 @@ class LandscapeProbe:
     * :func:`line_search` -> ``loss``, ``loss_range`` (and ``loss_min``, ``loss_max``), ``grad_predictiveness``,
       ``beta_smoothness``, ``grad_norm`` (lists, one entry per probe, at ``steps``);
     * if ``ics``: :func:`internal_covariate_shift` -> ``ics_l2``, ``ics_cosine``, ``ics_grad_norm``
-      (lists of ``(k,)`` arrays, one per probe);
-    * if ``watch`` (name -> module): the module's training-mode output for the first ``units``
-      units -> ``activations[name]``, a list of ``(batch_size, units)`` arrays (noise frozen to the
-      probe's draw, buffers restored).
+      (lists of ``(k,)`` arrays, one per probe).
 
     Attributes:
-        loss_fn, lr, x, y, batch_size, every, multipliers, ics, watch, units, seed: the settings.
+        loss_fn, lr, x, y, batch_size, every, multipliers, ics, seed: the settings.
     """
 
     loss_fn: LossFn
     lr: float
-    x: Tensor
-    y: Tensor
+    x: Tensor = field(repr=False)
+    y: Tensor = field(repr=False)
     batch_size: int = 128
     every: int = 100
     multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
     ics: bool = True
-    watch: Dict[str, nn.Module] = field(default_factory=dict)
-    units: int = 4
     seed: int = 0
     steps: List[int] = field(default_factory=list)
     loss: List[float] = field(default_factory=list)
@@ -309,7 +304,6 @@ class LandscapeProbe:
     ics_l2: List[np.ndarray] = field(default_factory=list)
     ics_cosine: List[np.ndarray] = field(default_factory=list)
     ics_grad_norm: List[np.ndarray] = field(default_factory=list)
-    activations: Dict[str, List[np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if int(self.every) != self.every or self.every < 1:
@@ -319,7 +313,6 @@ class LandscapeProbe:
         if not 2 <= self.batch_size <= len(self.x):
             raise ValueError(f"batch_size must be in [2, {len(self.x)}], got {self.batch_size}")
         self._gen = torch.Generator().manual_seed(int(self.seed))
-        self.activations = {name: [] for name in self.watch}
 
     def __call__(self, model: nn.Module, step: int, xb: Optional[Tensor] = None,
                  yb: Optional[Tensor] = None) -> None:
@@ -341,9 +334,6 @@ class LandscapeProbe:
             self.ics_l2.append(r.l2)
             self.ics_cosine.append(r.cosine)
             self.ics_grad_norm.append(r.grad_norm)
-        if self.watch:
-            for name, out in module_outputs(model, self.watch, x).items():
-                self.activations[name].append(out[:, : self.units])
 
     def summary(self) -> Dict[str, float]:
         """Medians over the probes (robust to the transient first probes)."""
@@ -384,14 +374,54 @@ def module_outputs(model: nn.Module, modules: Dict[str, nn.Module], x: Tensor) -
     return {name: captured[name].detach().reshape(len(x), -1).cpu().numpy().copy() for name in modules}
 
 
+@dataclass(eq=False)
+class ActivationTrace:
+    """Records the training-mode outputs of some modules on one *fixed* batch at chosen steps.
+
+    Use it as (part of) ``train``'s ``step_callback``: ``trace(model, step)`` records when
+    ``step in steps``.  With a fixed batch, the change between consecutive records is the change
+    of the network, not of the data; the per-step noise of noisy BN is included (a fresh draw per
+    record, as in training).  Recording does not perturb training (see :func:`module_outputs`).
+
+    Attributes:
+        modules: name -> module; x: the fixed batch ``(N, ...)``; steps: when to record;
+        units: how many units (the first ones) to keep.
+        recorded_steps: the steps recorded; records: name -> list of ``(N, units)`` arrays.
+    """
+
+    modules: Dict[str, nn.Module] = field(repr=False)
+    x: Tensor = field(repr=False)
+    steps: Sequence[int] = field(repr=False)
+    units: int = 16
+    recorded_steps: List[int] = field(default_factory=list)
+    records: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.modules:
+            raise ValueError("modules is empty")
+        if self.units < 1:
+            raise ValueError(f"units must be >= 1, got {self.units}")
+        self._steps = set(int(s) for s in self.steps)
+        self.records = {name: [] for name in self.modules}
+
+    def __call__(self, model: nn.Module, step: int, xb: Optional[Tensor] = None,
+                 yb: Optional[Tensor] = None) -> None:
+        if step not in self._steps:
+            return
+        for name, out in module_outputs(model, self.modules, self.x).items():
+            self.records[name].append(out[:, : self.units].copy())
+        self.recorded_steps.append(int(step))
+
+
 def activation_drift(records: Sequence[np.ndarray]) -> float:
     """How much a layer's per-unit distribution moves between consecutive records.
 
     ``records`` is a sequence of ``(N, U)`` arrays (``N`` samples of ``U`` units, e.g.
     ``LandscapeProbe.activations[name]``).  For each unit and each pair of consecutive records the
     change of the batch mean is divided by the unit's pooled within-batch standard deviation; the
-    result is the mean of ``|change| / std`` over units and pairs (0 = perfectly stable; the
-    noisy-BN offsets ``mu ~ U(-1/2, 1/2)`` alone give about 0.3 for a unit of std 1.1).
+    result is the mean of ``|change| / std`` over units and pairs (0 = perfectly stable; for
+    records at consecutive steps, the noisy-BN offsets ``mu ~ U(-1/2, 1/2)`` alone give about
+    ``E|mu - mu'| / 1.14 = (1/3) / 1.14 ~ 0.29``).
     """
     arrs = [np.asarray(r, dtype=np.float64) for r in records]
     if len(arrs) < 2:

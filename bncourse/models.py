@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import torch
 from torch import nn
 
 __all__ = ["mlp", "small_cnn", "hidden_blocks", "hidden_preactivations", "hidden_linears", "make_norm",

@@ -62,7 +62,7 @@ def plot_curves(
     """One curve of ``metric`` against training steps per entry of ``runs``.
 
     Args:
-        runs: label -> a :class:`History`, or a list of histories (e.g. several seeds): the mean is drawn
+        runs: label -> a :class:`~bncourse.training.History`, or a list of histories (e.g. several seeds): the mean is drawn
             with a band from the minimum to the maximum over the runs.
         metric: a History metric name (``"test_acc"``, ``"val_loss"``, ``"train_loss_per_step"``, ...).
         ax: Matplotlib Axes to draw into (default: a new figure).

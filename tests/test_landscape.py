@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bncourse.landscape import (LandscapeProbe, internal_covariate_shift, line_search, module_outputs,
-                                theorem41)
+from bncourse.landscape import (ActivationTrace, LandscapeProbe, activation_drift, internal_covariate_shift,
+                                line_search, module_outputs, theorem41)
 from bncourse.normalizers import NoisyBatchNorm1d
 
 torch.set_num_threads(1)
@@ -197,14 +197,14 @@ def test_ics_rejects_a_foreign_layer():
 
 # ------------------------------------------------------------------ probe over training
 
-def test_probe_records_at_the_chosen_steps_without_changing_training():
+def test_probe_and_trace_record_at_the_chosen_steps_without_changing_training():
     x, y = batch(6, n=200)
 
     def run(with_probe: bool):
         model = small_bn_net(6, norm=NoisyBatchNorm1d)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        probe = LandscapeProbe(F.cross_entropy, 0.1, x, y, batch_size=32, every=3,
-                               watch={"bn1": model[1]}, units=2)
+        probe = LandscapeProbe(F.cross_entropy, 0.1, x, y, batch_size=32, every=3)
+        trace = ActivationTrace({"bn1": model[1]}, x[:20], steps=[2, 3, 5], units=2)
         torch.manual_seed(0)
         for step in range(1, 8):
             loss = F.cross_entropy(model(x[:64]), y[:64])
@@ -213,19 +213,37 @@ def test_probe_records_at_the_chosen_steps_without_changing_training():
             opt.step()
             if with_probe:
                 probe(model, step)
-        return model, probe
+                trace(model, step)
+        return model, probe, trace
 
-    m1, probe = run(True)
-    m2, _ = run(False)
+    m1, probe, trace = run(True)
+    m2, _, _ = run(False)
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)  # measuring did not perturb training (noise draws, BN buffers)
     assert probe.steps == [3, 6]
     assert len(probe.ics_l2) == 2 and probe.ics_l2[0].shape == (3,)
-    assert probe.activations["bn1"][0].shape == (32, 2)
+    assert trace.recorded_steps == [2, 3, 5]
+    assert [r.shape for r in trace.records["bn1"]] == [(20, 2)] * 3
+    assert activation_drift(trace.records["bn1"]) > 0
     np.testing.assert_allclose(np.array(probe.loss_max) - np.array(probe.loss_min), probe.loss_range)
     s = probe.summary()
     assert s["loss_range"] == pytest.approx(np.median(probe.loss_range))
     assert "ics_l2_layer3" in s
+
+
+def test_activation_drift_is_the_mean_standardized_change_of_unit_means():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(500, 3)) * np.array([1.0, 2.0, 4.0])
+    shifts = np.array([[0.0, 0.0, 0.0], [0.5, 1.0, -2.0], [0.5, 3.0, 0.0]])
+    records = [base - base.mean(0) + s for s in shifts]
+    stds = base.std(0)
+    expected = np.mean(np.abs(np.diff(shifts, axis=0)) / stds)
+    assert activation_drift(records) == pytest.approx(expected, rel=1e-12)
+    assert activation_drift([base, base]) == 0.0
+    with pytest.raises(ValueError, match="at least 2 records"):
+        activation_drift([base])
+    with pytest.raises(ValueError, match="same U"):
+        activation_drift([base, base[:, :2]])
 
 
 def test_module_outputs_in_train_mode_include_the_noise():

@@ -145,7 +145,7 @@ def test_naive_variance_cancels_at_large_offset():
     x = (base + 1e4).astype(np.float32)
     naive = pf.naive_variance(x)
     two_pass = np.var(x, axis=0)
-    assert np.all(np.abs(naive - true) > 10 * true)         # off by orders of magnitude
+    assert np.all(np.abs(naive - true) > 0.5 * true)        # rounding noise (0 or negative included)
     assert np.all(np.abs(two_pass - true) < 0.3 * true)     # limited only by float32 storage of x
     small = base.astype(np.float32)                         # no offset: both fine
     np.testing.assert_allclose(pf.naive_variance(small), true, rtol=1e-3)

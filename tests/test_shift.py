@@ -29,6 +29,15 @@ from bncourse.shift import (
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """scikit-learn's small fits are 5-10x slower with competing BLAS threads on a loaded 2-core machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 # ------------------------------------------------------------------ generators
 
 def test_generators_shapes_dtypes_and_reproducibility():

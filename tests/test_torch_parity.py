@@ -10,6 +10,7 @@ functions and overrides the fixture with ``cuda``.
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import pickle
 
@@ -56,8 +57,13 @@ def _module_cases():
     return cases
 
 
-MODULE_CASES = _module_cases()
-MODULE_IDS = [f"{c[0]}-{c[1] or 'default'}" for c in MODULE_CASES]
+# torch < 2.13 has no keyword-only ``bias`` and no ``bias=`` in the repr (e.g. a CUDA box's 2.11)
+TORCH_HAS_BIAS_KW = "bias" in inspect.signature(nn.BatchNorm1d.__init__).parameters
+needs_bias_kw = pytest.mark.skipif(not TORCH_HAS_BIAS_KW, reason="torch.nn BN has no bias= here")
+
+MODULE_CASES = [c if "bias" not in c[3] else pytest.param(c, marks=needs_bias_kw)
+                for c in _module_cases()]
+MODULE_IDS = [f"{c[0]}-{c[1] or 'default'}" for c in _module_cases()]
 
 
 @pytest.fixture
@@ -315,7 +321,9 @@ _HALF_TOL = {torch.float16: {"rtol": 2 ** -10, "atol": 2 ** -10},
 def test_reduced_precision_input(xdtype, params, training, device):
     """Half/bf16 input: computed in float32, output and dx in the input dtype, parameters, their
     grads and the buffers keep their own dtype. float32 parameters (torch's mixed path) are
-    compared with torch directly; same-dtype parameters against the float64 truth (see above)."""
+    compared with torch directly for output and dx; everything (parameter grads and buffers too)
+    is checked against the float64 truth and must be no worse than torch (cuDNN's float32
+    parameter grads from half input are off by ~4e-3 relative)."""
     pdtype = torch.float32 if params == "float32" else xdtype
     ref, ours = make_pair("BatchNorm2d", (3,), {}, device, pdtype)
     ref.train(training)
@@ -329,13 +337,10 @@ def test_reduced_precision_input(xdtype, params, training, device):
         assert [t.dtype for t in got] == [t.dtype for t in expected]
         assert got[0].dtype == got[1].dtype == xdtype
         assert ours.running_var.dtype == pdtype
-        if params == "float32":
+        assert_reduced_precision_ok(got, expected, exact, xdtype)
+        if params == "float32":   # torch's mixed path: output and dx also directly at 1 ulp
             assert_close(got[0], expected[0], **_HALF_TOL[xdtype])
             assert_close(got[1], expected[1], **_HALF_TOL[xdtype])
-            for a, e in zip(got[2:], expected[2:]):
-                assert_close(a, e)
-        else:
-            assert_reduced_precision_ok(got, expected, exact, xdtype)
 
 
 # --- recipes from test_nn.py ----------------------------------------------------------------------
@@ -464,6 +469,7 @@ def test_old_checkpoint_without_num_batches_tracked(device):
         nn.BatchNorm2d(3, device=device).load_state_dict(sd_v2)
 
 
+@needs_bias_kw
 def test_constructor_and_repr_match_torch(device):
     for args, kwargs in (((3,), {}), ((3, 1e-3, None, False), {}), ((3,), {"bias": False}),
                          ((3, 1e-5, 0.1, True, False), {})):
@@ -550,6 +556,7 @@ def test_convert_batchnorm_on_small_cnn(device):
     assert_close(model(x), ref(x))
 
 
+@needs_bias_kw
 def test_convert_batchnorm_root_and_shared_tensors(device):
     bn = nn.BatchNorm3d(2, eps=1e-3, momentum=0.3, bias=False, device=device, dtype=torch.float64)
     bn.eval()

@@ -22,6 +22,8 @@ SLOT_FOUND = "\x00found\x00"
 # The number syntax accepted by Numeric, here and in the website's JavaScript (static_html.py): a decimal
 # literal with optional exponent, or a fraction of two of them. No "inf", "nan", "1_000" or "0,5".
 NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# What typed text after the number must start with to be read as a unit ("ms", "%", "µs"), here and in JS.
+UNIT_START_RE = r"^[A-Za-z%\u00b0\u00b5\u03bc]"
 ANSWER_RE = re.compile(rf"^({NUMBER_RE})(?:\s*/\s*({NUMBER_RE}))?\s*(.*)$", re.S | re.A)
 
 
@@ -223,7 +225,7 @@ class Numeric(Question):
             return "nan", s
         num, den, rest = m.group(1), m.group(2), m.group(3).strip()
         if rest and rest != (self.units or None):
-            return ("unit", rest) if self.units and re.match(r"^[^\d\s.,+-]", rest, re.A) else ("nan", s)
+            return ("unit", rest) if self.units and re.match(UNIT_START_RE, rest) else ("nan", s)
         value = float(num)
         if den is not None:
             d = float(den)

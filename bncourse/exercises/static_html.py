@@ -15,7 +15,7 @@ import json
 from . import markup
 from .code_exercise import CodeExercise
 from .question import Question
-from .quiz import NUMBER_RE, SLOT_FOUND, SLOT_REST, SLOT_VALUE, MultipleChoice, Numeric
+from .quiz import NUMBER_RE, SLOT_FOUND, UNIT_START_RE, SLOT_REST, SLOT_VALUE, MultipleChoice, Numeric
 
 _counter = itertools.count(1)
 
@@ -72,7 +72,7 @@ if(!window.bncourseQuiz){window.bncourseQuiz=function(root){
       if(!m){show(withHint(['nan']),false,{value:raw});return;}
       var rest=m[3].trim();
       if(rest&&rest!==(data.units||null)){
-        if(data.units&&/^[^\d\s.,+-]/.test(rest)){show(withHint(['unit']),false,{rest:rest});}
+        if(data.units&&new RegExp(data.unit_start).test(rest)){show(withHint(['unit']),false,{rest:rest});}
         else{show(withHint(['nan']),false,{value:raw});}
         return;
       }
@@ -150,7 +150,7 @@ def render_numeric(q: Numeric) -> str:
     body = (f'<div class="bnc-options"><input type="text" class="bnc-number" inputmode="decimal" '
             f'aria-label="your answer" autocomplete="off">{units}</div>{_buttons(q)}'
             f'<div class="bnc-feedback" aria-live="polite" hidden>{_messages(q.message_parts())}</div>')
-    data = {"kind": "numeric", "answer": q.answer, "slack": q.slack, "units": q.units, "num": NUMBER_RE,
+    data = {"kind": "numeric", "answer": q.answer, "slack": q.slack, "units": q.units, "num": NUMBER_RE, "unit_start": UNIT_START_RE,
             "hint": bool(q.hint)}
     return _frame(q, "numeric", "Self-check", body, data)
 

@@ -76,13 +76,16 @@ class BatchNorm:
 
     # --- modes -------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "BatchNorm":
+        """Training mode (batch statistics, buffers updated) when ``mode``, else evaluation."""
         self.training = bool(mode)
         return self
 
     def eval(self) -> "BatchNorm":
+        """Evaluation mode: normalise with the running statistics (if tracked)."""
         return self.train(False)
 
     def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, counter 0 (torch's ``reset_running_stats``)."""
         if self.track_running_stats and self.running_mean is not None:
             assert self.running_var is not None and self.num_batches_tracked is not None
             self.running_mean[...] = 0
