@@ -7,7 +7,14 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_batchnorm.py --device cuda          # torch paths on the GPU
 
 What is timed: one training step of one BatchNorm layer, ``y = bn(x)`` then ``dL/dx, dL/dweight,
-dL/dbias`` for a fixed ``dL/dy`` (float32, affine, running statistics updated).
+dL/dbias`` for a fixed ``dL/dy`` (float32, affine, running statistics updated):
+
+* numpy staged / numpy compact: ``batchnorm_forward`` then ``batchnorm_backward_staged`` /
+  ``batchnorm_backward`` (every call allocates its arrays afresh);
+* numpy layer: ``bncourse.numpy.BatchNorm`` forward + backward (compact; the layer recycles the
+  previous step's cache buffer, so a step allocates only y and dx, like torch);
+* bncourse.torch: ``bncourse.torch.batch_norm`` (custom autograd.Function), eager;
+* torch native: ``torch.nn.functional.batch_norm`` with autograd.
 
 How it is timed: the implementations of one shape run round-robin (A, B, C, D, A, B, ...), each
 sample timing enough calls to last about 2 ms. Shared machines are noisy, so the report gives
@@ -96,6 +103,20 @@ def numpy_step(shape: Tuple[int, ...], staged: bool, rng: np.random.Generator) -
     return step
 
 
+def numpy_layer_step(shape: Tuple[int, ...], rng: np.random.Generator) -> Callable[[], None]:
+    """``bncourse.numpy.BatchNorm``: the compact path, recycling its previous cache's buffer."""
+    from bncourse.numpy import BatchNorm
+
+    bn = BatchNorm(shape[1])
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+
+    def step() -> None:
+        bn(x)
+        bn.backward(dy)
+    return step
+
+
 def torch_step(shape: Tuple[int, ...], batch_norm: Callable, device: str, seed: int) -> Callable[[], None]:
     import torch
 
@@ -160,6 +181,7 @@ def run(threads: Sequence[int], device: str, repeats: int, shapes: Sequence[Tupl
             if device == "cpu":
                 fns["numpy staged"] = numpy_step(shape, staged=True, rng=rng)
                 fns["numpy compact"] = numpy_step(shape, staged=False, rng=rng)
+                fns["numpy layer"] = numpy_layer_step(shape, rng=rng)
             if ours is not None:
                 fns["bncourse.torch"] = torch_step(shape, ours, device, seed=0)
             fns["torch native"] = torch_step(shape, F.batch_norm, device, seed=0)

@@ -17,9 +17,11 @@ classifier; Shimodaira 2000), :func:`adjust_posteriors` (label shift with known 
 :func:`em_prior_adjustment` (label shift with unknown target priors; Saerens et al. 2002). Concept
 shift has no correction without target labels.
 
-For the BatchNorm bridge: :func:`shift_images` (contrast / brightness / inversion of images in
-``[0, 1]``) and :func:`adabn_experiment` (source accuracy, target accuracy with the source's running
-statistics, target accuracy after recomputing them on target inputs -- AdaBN, Li et al. 2016).
+For the BatchNorm bridge: :func:`shift_images` (contrast / brightness / gamma / inversion of images
+in ``[0, 1]``), :func:`adabn_evaluate` (for a trained BN model: source accuracy, target accuracy with
+the source's running statistics, target accuracy after recomputing them on unlabeled target inputs --
+AdaBN, Li et al. 2016) and :func:`adabn_experiment` (train one BN MLP, evaluate it under
+:data:`CHAPTER2_SHIFTS`).
 """
 from __future__ import annotations
 

@@ -47,14 +47,15 @@ def test_standard_known_values_and_ddof():
     np.testing.assert_allclose(s1.transform(x).std(), np.sqrt(3 / 4))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(matrices)
 def test_standard_scaler_properties(x):
     z = StandardScaler().fit_transform(x)
     assert np.all(np.isfinite(z))
     std = x.std(axis=0)
-    varying = std > 1e-9 * np.maximum(1, np.abs(x.mean(axis=0)))
-    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)
+    # well-conditioned columns (std not tiny next to the values): exact moments up to rounding
+    varying = std > 1e-6 * np.maximum(1, np.abs(x).max(axis=0))
+    np.testing.assert_allclose(z.mean(axis=0)[varying], 0, atol=1e-8)
     np.testing.assert_allclose(z.std(axis=0)[varying], 1, rtol=1e-7)
     # constant features -> exactly 0, not NaN
     const = np.all(x == x[0], axis=0)
@@ -63,7 +64,7 @@ def test_standard_scaler_properties(x):
     np.testing.assert_allclose(s.inverse_transform(z), x, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(matrices)
 def test_minmax_scaler_properties(x):
     z = MinMaxScaler().fit_transform(x)

@@ -108,6 +108,7 @@ class BatchNorm:
             self.running_var if pass_buffers else None,
             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
             num_batches_tracked=self.num_batches_tracked if update else None,
+            reuse=self._cache,        # the previous step's cache is dead: recycle its buffer
         )
         return y
 

@@ -11,12 +11,15 @@ Every input ``x`` of shape ``(N, C, *spatial)`` is handled through a contiguous 
 Reductions on CPU are a matrix-vector product with a ones vector: on one thread this is 3x faster than
 ``Tensor.sum(0)`` and 10-30x faster than ``var_mean``/``einsum`` over the batch axis (see
 ``performance-cpu.md`` in the team notes). Elsewhere (CUDA) a plain ``sum`` is used, which keeps full
-float32 precision even where float32 matmuls are allowed to use TF32.
+float32 precision even where float32 matmuls are allowed to use TF32. Per-channel results are kept
+as ``(1, C, 1)`` tensors that broadcast against the working view: on small inputs every extra op
+(a reshape, a dtype conversion) costs about as much as the arithmetic, so the code avoids them.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -64,21 +67,25 @@ class Layout:
         return t3.reshape(self.shape)
 
 
-def channel_sum(t3: Tensor) -> Tensor:
-    """Per-channel sum of an ``(R, C, S)`` tensor -> ``(C,)`` float64.
+def channel_sum(t3: Tensor, ones: Optional[Tensor]) -> Tensor:
+    """Per-channel sum of an ``(R, C, S)`` tensor -> ``(1, C, 1)``, in ``t3``'s dtype.
 
-    The big reduction over ``R`` runs in ``t3``'s dtype (a GEMV with ones on CPU); the small
-    ``(C, S) -> (C,)`` one accumulates in float64.
+    The result broadcasts against ``(R, C, S)``, so per-channel arithmetic needs no reshapes.
+    ``ones`` is :func:`ones_for` ``(t3)``, made once per pass and shared by its reductions. On CPU
+    the reduction over ``R`` is a GEMV with it; a remaining ``S`` axis is summed (pairwise) after.
     """
     r, c, s = t3.shape
-    if t3.device.type == "cpu":
-        ones = torch.ones(1, r, dtype=t3.dtype, device=t3.device)
-        cols = torch.mm(ones, t3.view(r, c * s)).view(c, s)
-    else:
-        cols = t3.sum(0)
-    return cols.sum(1, dtype=torch.float64)
+    if ones is None:
+        return t3.sum((0, 2), keepdim=True)
+    cols = torch.mm(ones, t3.view(r, c * s))
+    return cols.view(1, c, 1) if s == 1 else cols.view(1, c, s).sum(2, keepdim=True)
 
 
-def per_channel(v: Tensor, dtype: torch.dtype) -> Tensor:
-    """A ``(C,)`` vector as a ``(1, C, 1)`` tensor broadcasting against ``(R, C, S)``."""
-    return v.to(dtype).view(1, -1, 1)
+def ones_for(t3: Tensor) -> Optional[Tensor]:
+    """The ``(1, R)`` ones row :func:`channel_sum` multiplies with on CPU; ``None`` elsewhere."""
+    return t3.new_ones((1, t3.shape[0])) if t3.device.type == "cpu" else None
+
+
+def per_channel(v: Tensor) -> Tensor:
+    """A ``(C,)`` vector (or any tensor of ``C`` elements) as ``(1, C, 1)``, broadcasting against ``(R, C, S)``."""
+    return v.reshape(1, -1, 1)

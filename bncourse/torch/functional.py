@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ._layout import Layout, channel_sum, per_channel
+from ._layout import Layout, channel_sum, ones_for, per_channel
 
 __all__ = ["batch_norm"]
 
@@ -131,15 +131,30 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _affine_f64(t: Optional[Tensor], fill: float, c: int, like: Tensor) -> Tensor:
-    """weight/bias as a (C,) float64 vector (ones/zeros when absent)."""
-    if t is None:
-        return torch.full((c,), fill, dtype=torch.float64, device=like.device)
-    return t.detach().reshape(c).double()
+def _param(t: Optional[Tensor], ct: torch.dtype) -> Optional[Tensor]:
+    """weight/bias as ``(1, C, 1)`` in the compute dtype; ``None`` stays ``None``."""
+    return None if t is None else per_channel(t).to(ct)
+
+
+def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
+    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place, rounded once.
+
+    ``batch_stat`` is ``(1, C, 1)`` in the compute dtype; a float16/bfloat16 buffer is updated in it.
+    """
+    target = per_channel(buffer)
+    if buffer.dtype == batch_stat.dtype:
+        target.lerp_(batch_stat, momentum)
+    else:
+        target.copy_(target.to(batch_stat.dtype).lerp_(batch_stat, momentum))
 
 
 class _BatchNormFunction(torch.autograd.Function):
-    """Forward: statistics + affine transform; backward: the compact formula."""
+    """Forward: statistics + affine transform; backward: the compact formula.
+
+    Both modes are written as ``xhat = (centered - m) * invstd``, ``y = xhat * weight + bias`` with
+    per-channel ``m`` and ``invstd`` of shape ``(1, C, 1)``: in training ``centered = x - m0`` (the
+    pilot mean) and ``m = mean - m0``; in evaluation ``centered = x`` and ``m = running_mean``.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
@@ -147,84 +162,84 @@ class _BatchNormFunction(torch.autograd.Function):
                 training: bool, momentum: float, eps: float) -> Tensor:
         layout = Layout.of(x)
         ct = _compute_dtype(x)
-        c, n = layout.num_channels, layout.count
-        x3 = layout.to_rcs(x).to(ct)                            # (R, C, S)
-        w64 = _affine_f64(weight, 1.0, c, x)
-        b64 = _affine_f64(bias, 0.0, c, x)
+        n = layout.count
+        x3 = layout.to_rcs(x).to(ct)                             # (R, C, S)
+        ones = ones_for(x3)
+        w, b = _param(weight, ct), _param(bias, ct)              # (1, C, 1) or None
 
         if training:
-            pilot = (channel_sum(x3) / n).to(ct)                # m0, rounded to ct
-            centered = x3 - per_channel(pilot, ct)              # xc = x - m0   (R, C, S)
-            shift = channel_sum(centered) / n                   # mean - m0     (C,) f64
-            buf = torch.mul(centered, centered)
-            var = (channel_sum(buf) / n - shift * shift).clamp_(min=0.0)   # biased
-            mean = pilot.double() + shift
-            invstd = (var + eps).rsqrt()
-            if running_mean is not None:
-                unbiased = var * (n / (n - 1))
-                running_mean.copy_(running_mean.double() * (1.0 - momentum) + mean * momentum)
-                running_var.copy_(running_var.double() * (1.0 - momentum) + unbiased * momentum)
-            scale = invstd * w64
-            y3 = torch.addcmul(per_channel(b64 - shift * scale, ct), centered,
-                               per_channel(scale, ct), out=buf)
+            pilot = channel_sum(x3, ones).div_(n)                # m0, rounded to ct  (1, C, 1)
+            centered = x3 - pilot                                # x - m0             (R, C, S)
+            m = channel_sum(centered, ones).div_(n)              # mean - m0
+            out = torch.mul(centered, centered)                  # reused for y below
+            var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+            if running_mean is not None:                         # var is the biased variance
+                _update_running(running_mean, pilot + m, momentum)
+                _update_running(running_var, var * (n / (n - 1)), momentum)
+            invstd = var.add_(eps).rsqrt_()                      # var is not needed any more
         else:
-            mean = running_mean.detach().double()
-            invstd = (running_var.detach().double() + eps).rsqrt()
-            shift = None
-            centered = x3
-            scale = invstd * w64
-            y3 = torch.addcmul(per_channel(b64 - mean * scale, ct), x3, per_channel(scale, ct))
+            centered, out = x3, None
+            m = per_channel(running_mean).to(ct)
+            invstd = per_channel(running_var).to(ct).add(eps).rsqrt_()
 
-        ctx.layout, ctx.training, ctx.eps, ctx.ct = layout, training, eps, ct
+        scale = invstd if w is None else invstd * w              # weight * invstd
+        if b is None:                                            # y = centered * scale + offset
+            offset = torch.mul(m, scale).neg_()
+        else:
+            offset = torch.addcmul(b, m, scale, value=-1)
+        y3 = torch.addcmul(offset, centered, scale, out=out)
+
+        ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, ct, ones
         if bias is not None:
             ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
-        ctx.save_for_backward(x, weight, centered, mean, invstd, shift)
+        ctx.save_for_backward(x, weight, centered, m, invstd, scale)
         return layout.from_rcs(y3.to(x.dtype))
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x, weight, centered, mean, invstd, shift = ctx.saved_tensors
+        x, weight, centered, m, invstd, scale = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():   # create_graph=True: a differentiable backward
-            dx, dw, db = _backward_differentiable(ctx, dy, x, weight, mean, invstd)
+            dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
         else:
-            dx, dw, db = _backward_fast(ctx, dy, weight, centered, mean, invstd, shift,
-                                        need_x, need_w)
+            dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w)
         dw = dw.to(weight.dtype).view(weight.shape) if need_w else None
         db = db.to(ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
         return (dx if need_x else None, dw, db, None, None, None, None, None)
 
 
-def _backward_fast(ctx, dy, weight, centered, mean, invstd, shift, need_x: bool, need_w: bool):
-    """The compact formula on the saved centred input; f64 per-channel coefficients."""
-    layout, ct = ctx.layout, ctx.ct
-    c, n = layout.num_channels, layout.count
+def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool):
+    """The compact formula on the saved centred input; per-channel terms are ``(1, C, 1)``.
+
+    With ``k = weight * invstd`` (``scale``) and ``xhat = (centered - m) * invstd``, the training
+    ``dx = k * dy - k / n * (dbeta + xhat * dgamma)`` is evaluated as
+    ``k * dy + a * centered + c0``: ``a = -k * invstd * dgamma / n``, ``c0 = -k * dbeta / n - a * m``.
+    """
+    layout, ct, ones = ctx.layout, ctx.ct, ctx.ones
+    n = layout.count
     dy3 = layout.to_rcs(dy).to(ct)
-    db = channel_sum(dy3)                                       # sum(dy)        (C,) f64
-    w64 = _affine_f64(weight, 1.0, c, dy)
-    k = w64 * invstd                                            # gamma * invstd
-    dot, tmp = None, None
+    db = channel_sum(dy3, ones)                                  # dbeta = sum(dy)
+    dot, tmp, dx3 = None, None, None
     if ctx.training:
-        if need_x or need_w:                                    # sum(dy * xhat)
+        if need_x or need_w:                                     # dgamma = sum(dy * xhat)
             tmp = torch.mul(dy3, centered)
-            dot = invstd * (channel_sum(tmp) - shift * db)
-        dx3 = None
+            dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
         if need_x:
-            a = -k * invstd * dot / n                           # coefficient of xc
-            c0 = -k * db / n - a * shift
-            dx3 = torch.addcmul(per_channel(c0, ct), centered, per_channel(a, ct), out=tmp)
-            dx3.addcmul_(dy3, per_channel(k, ct))
+            a = torch.mul(invstd, dot).mul_(scale).div_(-n)
+            c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
+            dx3 = torch.addcmul(c0, centered, a, out=tmp)
+            dx3.addcmul_(dy3, scale)
     else:
         if need_w:
-            tmp = centered - per_channel(mean, ct)
-            tmp.mul_(dy3)
-            dot = channel_sum(tmp) * invstd
-        dx3 = torch.mul(dy3, per_channel(k, ct), out=tmp) if need_x else None
+            tmp = (centered - m).mul_(dy3)
+            dot = channel_sum(tmp, ones).mul_(invstd)
+        if need_x:
+            dx3 = torch.mul(dy3, scale, out=tmp)
     dx = layout.from_rcs(dx3.to(dy.dtype)) if dx3 is not None else None
     return dx, dot, db
 
 
-def _backward_differentiable(ctx, dy, x, weight, mean, invstd):
+def _backward_differentiable(ctx, dy, x, weight, m, invstd):
     """Same formula as :func:`_backward_fast`, recomputed from ``x`` with differentiable ops."""
     layout, ct = ctx.layout, ctx.ct
     c, n = layout.num_channels, layout.count
@@ -236,7 +251,7 @@ def _backward_differentiable(ctx, dy, x, weight, mean, invstd):
         var = (x3 - mu).square().mean(dim=(0, 2), keepdim=True)
         istd = (var + ctx.eps).rsqrt()
     else:
-        mu, istd = per_channel(mean, ct), per_channel(invstd, ct)
+        mu, istd = m, invstd
     xhat = (x3 - mu) * istd
     db = dy3.sum(dim=(0, 2))
     dw = (dy3 * xhat).sum(dim=(0, 2))
