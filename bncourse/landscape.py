@@ -51,15 +51,17 @@ def _trainable(model: nn.Module) -> List[nn.Parameter]:
 
 
 class _Restore:
-    """Context manager: snapshot of all parameters, buffers and the global torch RNG, restored on exit
-    (so that a measurement changes neither the model nor the random draws of the training run)."""
+    """Context manager: snapshot of the parameters (unless ``params=False``), the buffers and the
+    global torch RNG, restored on exit (so that a measurement changes neither the model nor the
+    random draws of the training run)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, params: bool = True) -> None:
         self.model = model
+        self.params = params
 
     def __enter__(self) -> "_Restore":
-        self.saved = [(t, t.detach().clone()) for t in
-                      list(self.model.parameters()) + list(self.model.buffers())]
+        tensors = list(self.model.parameters()) if self.params else []
+        self.saved = [(t, t.detach().clone()) for t in tensors + list(self.model.buffers())]
         self.rng = torch.get_rng_state()
         return self
 
@@ -363,7 +365,7 @@ def module_outputs(model: nn.Module, modules: Dict[str, nn.Module], x: Tensor) -
     handles = [m.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
                for name, m in modules.items()]
     try:
-        with frozen_noise(model), _Restore(model):
+        with frozen_noise(model), _Restore(model, params=False):  # a forward pass moves only buffers
             model(x)
     finally:
         for h in handles:

@@ -97,7 +97,8 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
     copy in which every other sample is replaced by ``others`` (default: the other samples shifted
     by +5 and scaled by 3). Returns the largest absolute change of output ``index`` — exactly 0
     for a model whose predictions are per-sample (BatchNorm in eval mode), > 0 in train mode.
-    The model's parameters, buffers and modes are left unchanged.
+    Both passes draw the same random numbers (so dropout alone does not count as dependence), and
+    the model's parameters, buffers, modes and the global RNG state are left unchanged.
     """
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"batch_dependence needs a batch of at least 2 samples, got shape {tuple(x.shape)}")
@@ -114,8 +115,12 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
         x2[mask] = others
     snap = _snapshot(model)
     try:
-        with torch.no_grad():
+        # Same random stream for both passes, so dropout draws the same masks: only the batch differs.
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            seed = int(torch.randint(0, 2**31 - 1, ()))
+            torch.manual_seed(seed)
             y1 = model(x)[index]
+            torch.manual_seed(seed)
             y2 = model(x2)[index]
     finally:
         _restore(model, snap)

@@ -295,3 +295,21 @@ def test_float32_backward_with_large_offset_matches_float64(shape, backward):
     for got, want, name in zip(backward(dy, cache32), backward(dy.astype(np.float64), cache64),
                                ("dx", "dweight", "dbias")):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=name)
+
+
+def test_reuse_recycles_the_buffer_of_a_dead_cache_and_changes_nothing_else():
+    rng = np.random.default_rng(10)
+    x1, x2 = rng.standard_normal((6, 3, 4)), rng.standard_normal((6, 3, 4)) * 2
+    _, old = batchnorm_forward(x1, None, None, None, None, training=True)
+    buffer = old.xc
+    y_fresh, fresh = batchnorm_forward(x2, None, None, None, None, training=True)
+    y_reused, reused = batchnorm_forward(x2, None, None, None, None, training=True, reuse=old)
+    assert reused.xc is buffer or np.shares_memory(reused.xc, buffer)
+    np.testing.assert_array_equal(y_reused, y_fresh)
+    np.testing.assert_array_equal(reused.xc, fresh.xc)
+    # a cache of another shape or dtype is simply not used
+    _, small = batchnorm_forward(x1[:2], None, None, None, None, training=True)
+    _, other = batchnorm_forward(x2, None, None, None, None, training=True, reuse=small)
+    assert not np.shares_memory(other.xc, small.xc)
+    _, f32 = batchnorm_forward(x2.astype(np.float32), None, None, None, None, training=True, reuse=fresh)
+    assert f32.xc.dtype == np.float32 and not np.shares_memory(f32.xc, fresh.xc)

@@ -62,6 +62,17 @@ def test_batch_dependence_train_vs_eval_and_model_untouched():
     assert _same_state(model, before.eval())
 
 
+def test_batch_dependence_ignores_dropout_randomness():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    x = torch.randn(8, 6)
+    state = torch.get_rng_state()
+    assert pf.batch_dependence(model, x) == 0.0            # per-sample model, even with dropout active
+    assert torch.equal(torch.get_rng_state(), state)        # the caller's random stream is untouched
+    model.add_module("bn", nn.BatchNorm1d(3))
+    assert pf.batch_dependence(model, x) > 1e-2
+
+
 def test_batch_dependence_bad_input():
     with pytest.raises(ValueError, match="at least 2 samples"):
         pf.batch_dependence(_mlp(), torch.randn(1, 6))

@@ -150,7 +150,8 @@ def render_numeric(q: Numeric) -> str:
     body = (f'<div class="bnc-options"><input type="text" class="bnc-number" inputmode="decimal" '
             f'aria-label="your answer" autocomplete="off">{units}</div>{_buttons(q)}'
             f'<div class="bnc-feedback" aria-live="polite" hidden>{_messages(q.message_parts())}</div>')
-    data = {"kind": "numeric", "answer": q.answer, "slack": q.slack, "units": q.units, "num": NUMBER_RE, "unit_start": UNIT_START_RE,
+    data = {"kind": "numeric", "answer": q.answer, "slack": q.slack, "units": q.units,
+            "num": NUMBER_RE, "unit_start": UNIT_START_RE,
             "hint": bool(q.hint)}
     return _frame(q, "numeric", "Self-check", body, data)
 
