@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ._layout import Layout, channel_sum, ones_for, per_channel
+from ._layout import Layout, channel_sum, ones_for
 
 __all__ = ["batch_norm"]
 
@@ -131,17 +131,18 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _param(t: Optional[Tensor], ct: torch.dtype) -> Optional[Tensor]:
-    """weight/bias as ``(1, C, 1)`` in the compute dtype; ``None`` stays ``None``."""
-    return None if t is None else per_channel(t).to(ct)
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, without dispatching an op when it already has that dtype."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
     """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place, rounded once.
 
-    ``batch_stat`` is ``(1, C, 1)`` in the compute dtype; a float16/bfloat16 buffer is updated in it.
+    ``batch_stat`` has the statistics shape and the compute dtype; a float16/bfloat16 buffer is
+    updated in the compute dtype.
     """
-    target = per_channel(buffer)
+    target = buffer.view(batch_stat.shape)
     if buffer.dtype == batch_stat.dtype:
         target.lerp_(batch_stat, momentum)
     else:
@@ -152,8 +153,9 @@ class _BatchNormFunction(torch.autograd.Function):
     """Forward: statistics + affine transform; backward: the compact formula.
 
     Both modes are written as ``xhat = (centered - m) * invstd``, ``y = xhat * weight + bias`` with
-    per-channel ``m`` and ``invstd`` of shape ``(1, C, 1)``: in training ``centered = x - m0`` (the
-    pilot mean) and ``m = mean - m0``; in evaluation ``centered = x`` and ``m = running_mean``.
+    per-channel ``m`` and ``invstd`` (statistics shape, see ``_layout``): in training
+    ``centered = x - m0`` (the pilot mean) and ``m = mean - m0``; in evaluation ``centered = x`` and
+    ``m = running_mean``.
     """
 
     @staticmethod
@@ -163,37 +165,39 @@ class _BatchNormFunction(torch.autograd.Function):
         layout = Layout.of(x)
         ct = _compute_dtype(x)
         n = layout.count
-        x3 = layout.to_rcs(x).to(ct)                             # (R, C, S)
-        ones = ones_for(x3)
-        w, b = _param(weight, ct), _param(bias, ct)              # (1, C, 1) or None
+        xw = _cast(layout.to_work(x), ct)                        # (R, C) or (R, C, S)
+        ones = ones_for(xw)
+        w = None if weight is None else _cast(layout.per_channel(weight), ct)
+        b = None if bias is None else _cast(layout.per_channel(bias), ct)
 
         if training:
-            pilot = channel_sum(x3, ones).div_(n)                # m0, rounded to ct  (1, C, 1)
-            centered = x3 - pilot                                # x - m0             (R, C, S)
+            pilot = channel_sum(xw, ones).div_(n)                # m0, rounded to ct
+            centered = xw - pilot                                # x - m0
             m = channel_sum(centered, ones).div_(n)              # mean - m0
             out = torch.mul(centered, centered)                  # reused for y below
             var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
             if running_mean is not None:                         # var is the biased variance
                 _update_running(running_mean, pilot + m, momentum)
-                _update_running(running_var, var * (n / (n - 1)), momentum)
+                # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
+                _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
             invstd = var.add_(eps).rsqrt_()                      # var is not needed any more
         else:
-            centered, out = x3, None
-            m = per_channel(running_mean).to(ct)
-            invstd = per_channel(running_var).to(ct).add(eps).rsqrt_()
+            centered, out = xw, None
+            m = _cast(layout.per_channel(running_mean), ct)
+            invstd = _cast(layout.per_channel(running_var), ct).add(eps).rsqrt_()
 
         scale = invstd if w is None else invstd * w              # weight * invstd
         if b is None:                                            # y = centered * scale + offset
             offset = torch.mul(m, scale).neg_()
         else:
             offset = torch.addcmul(b, m, scale, value=-1)
-        y3 = torch.addcmul(offset, centered, scale, out=out)
+        y = torch.addcmul(offset, centered, scale, out=out)
 
         ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, ct, ones
         if bias is not None:
             ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
         ctx.save_for_backward(x, weight, centered, m, invstd, scale)
-        return layout.from_rcs(y3.to(x.dtype))
+        return layout.from_work(_cast(y, x.dtype))
 
     @staticmethod
     def backward(ctx, dy: Tensor):
@@ -203,60 +207,61 @@ class _BatchNormFunction(torch.autograd.Function):
             dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
         else:
             dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w)
-        dw = dw.to(weight.dtype).view(weight.shape) if need_w else None
-        db = db.to(ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
+        dw = _cast(dw, weight.dtype).view(weight.shape) if need_w else None
+        db = _cast(db, ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
         return (dx if need_x else None, dw, db, None, None, None, None, None)
 
 
 def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool):
-    """The compact formula on the saved centred input; per-channel terms are ``(1, C, 1)``.
+    """The compact formula on the saved centred input; per-channel terms in the statistics shape.
 
     With ``k = weight * invstd`` (``scale``) and ``xhat = (centered - m) * invstd``, the training
     ``dx = k * dy - k / n * (dbeta + xhat * dgamma)`` is evaluated as
     ``k * dy + a * centered + c0``: ``a = -k * invstd * dgamma / n``, ``c0 = -k * dbeta / n - a * m``.
     """
-    layout, ct, ones = ctx.layout, ctx.ct, ctx.ones
+    layout, ones = ctx.layout, ctx.ones
     n = layout.count
-    dy3 = layout.to_rcs(dy).to(ct)
-    db = channel_sum(dy3, ones)                                  # dbeta = sum(dy)
-    dot, tmp, dx3 = None, None, None
+    dyw = _cast(layout.to_work(dy), ctx.ct)
+    db = channel_sum(dyw, ones)                                  # dbeta = sum(dy)
+    dot, tmp, dxw = None, None, None
     if ctx.training:
         if need_x or need_w:                                     # dgamma = sum(dy * xhat)
-            tmp = torch.mul(dy3, centered)
+            tmp = torch.mul(dyw, centered)
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
         if need_x:
             a = torch.mul(invstd, dot).mul_(scale).div_(-n)
             c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
-            dx3 = torch.addcmul(c0, centered, a, out=tmp)
-            dx3.addcmul_(dy3, scale)
+            dxw = torch.addcmul(c0, centered, a, out=tmp)
+            dxw.addcmul_(dyw, scale)
     else:
         if need_w:
-            tmp = (centered - m).mul_(dy3)
+            tmp = (centered - m).mul_(dyw)
             dot = channel_sum(tmp, ones).mul_(invstd)
         if need_x:
-            dx3 = torch.mul(dy3, scale, out=tmp)
-    dx = layout.from_rcs(dx3.to(dy.dtype)) if dx3 is not None else None
+            dxw = torch.mul(dyw, scale, out=tmp)
+    dx = layout.from_work(_cast(dxw, dy.dtype)) if dxw is not None else None
     return dx, dot, db
 
 
 def _backward_differentiable(ctx, dy, x, weight, m, invstd):
     """Same formula as :func:`_backward_fast`, recomputed from ``x`` with differentiable ops."""
     layout, ct = ctx.layout, ctx.ct
-    c, n = layout.num_channels, layout.count
-    x3 = layout.to_rcs(x).to(ct)
-    dy3 = layout.to_rcs(dy).to(ct)
-    w = weight.reshape(1, c, 1).to(ct) if weight is not None else 1.0
+    n = layout.count
+    xw = _cast(layout.to_work(x), ct)
+    dyw = _cast(layout.to_work(dy), ct)
+    dims = (0,) if layout.two_d else (0, 2)
+    w = _cast(weight.reshape(layout.stat_shape), ct) if weight is not None else 1.0
     if ctx.training:
-        mu = x3.mean(dim=(0, 2), keepdim=True)
-        var = (x3 - mu).square().mean(dim=(0, 2), keepdim=True)
+        mu = xw.mean(dim=dims, keepdim=True)
+        var = (xw - mu).square().mean(dim=dims, keepdim=True)
         istd = (var + ctx.eps).rsqrt()
     else:
         mu, istd = m, invstd
-    xhat = (x3 - mu) * istd
-    db = dy3.sum(dim=(0, 2))
-    dw = (dy3 * xhat).sum(dim=(0, 2))
+    xhat = (xw - mu) * istd
+    db = dyw.sum(dim=dims, keepdim=True)
+    dw = (dyw * xhat).sum(dim=dims, keepdim=True)
     if ctx.training:
-        dx3 = w * istd / n * (n * dy3 - db.view(1, c, 1) - xhat * dw.view(1, c, 1))
+        dxw = w * istd / n * (n * dyw - db - xhat * dw)
     else:
-        dx3 = dy3 * (w * istd)
-    return layout.from_rcs(dx3.to(x.dtype)), dw, db
+        dxw = dyw * (w * istd)
+    return layout.from_work(_cast(dxw, x.dtype)), dw, db
