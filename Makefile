@@ -14,7 +14,6 @@ PYTEST   := $(PY) -m pytest
 TORCH_CPU ?= torch==2.13.0+cpu
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
 # Executed notebooks of the website carry no widget state: no tqdm widgets there.
 export BNCOURSE_PROGRESS := 0
 

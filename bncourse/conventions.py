@@ -13,7 +13,7 @@ variance in training) and disagree on the running statistics:
 * default ``momentum`` and ``eps``, and the initial ``running_var``.
 
 Everything here is plain NumPy so that each framework's update can be simulated without the
-framework. Facts are tagged in :attr:`Convention.verified`: ``"probed"`` was run against the
+framework. Facts are tagged in ``Convention.verified``: ``"probed"`` was run against the
 installed library; ``"memory"`` is a well-known default that could not be checked against the
 source in this project (no network) -- treat those with care.
 """
@@ -146,7 +146,7 @@ def ema_update(running: np.ndarray, batch_stat: np.ndarray, momentum: float,
 
 
 def batch_statistics(x: np.ndarray, convention: str = "torch") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel batch statistics of ``x`` (N, C) or (N, C, *spatial).
+    """Per-channel batch statistics of ``x`` ``(N, C)`` or ``(N, C, *spatial)``.
 
     Returns ``(mean, var_normalize, var_running)``: the mean, the biased variance that every
     convention uses to normalize in training, and the variance that ``convention`` feeds into the
@@ -174,7 +174,7 @@ def simulate_running_stats(batches, convention: str = "torch", momentum: Optiona
     """Running mean and variance after training-mode forwards on ``batches``, in ``convention``.
 
     Starts from the convention's initial values; ``momentum=None`` uses its default. Every batch is
-    (N, C) or (N, C, *spatial). Returns ``(running_mean, running_var)``, shapes (C,).
+    ``(N, C)`` or ``(N, C, *spatial)``. Returns ``(running_mean, running_var)``, shapes (C,).
     """
     conv = get_convention(convention)
     momentum = conv.momentum if momentum is None else momentum
@@ -197,7 +197,7 @@ def simulate_running_stats(batches, convention: str = "torch", momentum: Optiona
 def normalize(x: np.ndarray, mean: np.ndarray, var: np.ndarray, gamma=1.0, beta=0.0,
               eps: float = 1e-5) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (axis 1); eps inside the sqrt,
-    as in every convention here. ``x`` is (N, C) or (N, C, *spatial); the rest are (C,) or scalars."""
+    as in every convention here. ``x`` is ``(N, C)`` or ``(N, C, *spatial)``; the rest are (C,) or scalars."""
     x = np.asarray(x)
     shape = (1, -1) + (1,) * (x.ndim - 2)
 

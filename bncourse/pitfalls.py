@@ -170,7 +170,7 @@ class FrozenBatchNorm(nn.Module):
     """BatchNorm with fixed statistics and affine parameters, all buffers (like torchvision's
     ``FrozenBatchNorm2d``): ``y = x * scale + shift`` with ``scale = weight / sqrt(running_var + eps)``
     and ``shift = bias - running_mean * scale``. ``model.train()`` cannot change its behaviour and
-    nothing in it is trainable. Input (N, C) or (N, C, *spatial)."""
+    nothing in it is trainable. Input ``(N, C)`` or ``(N, C, *spatial)``."""
 
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()

@@ -297,16 +297,27 @@ def gradient_descent(
 
     Parameters
     ----------
-    X, y : (n, d), (n,)
-    lr : step size; default ``lr_factor / lambda_max(X^T X / n)``. Convergence needs
+    X, y : ndarray
+        Shapes ``(n, d)`` and ``(n,)``.
+    lr : float, optional
+        Step size; default ``lr_factor / lambda_max(X^T X / n)``. Convergence needs
         ``lr < 2 / lambda_max`` (``lr_factor < 2``); ``lr_factor = 1`` is the classical ``1/L`` step.
-    w0 : (d,) start; default the origin.
-    tol : relative loss-gap tolerance defining ``steps``.
-    max_steps : give up after this many steps (``steps`` is then ``None``).
-    record_every : keep every k-th iterate in ``path`` (the last one is always kept).
+    w0 : ndarray, optional
+        Start, shape ``(d,)``; default the origin.
+    lr_factor : float
+        Multiplies ``1 / lambda_max`` when ``lr`` is not given.
+    tol : float
+        Relative loss-gap tolerance defining ``steps``.
+    max_steps : int
+        Give up after this many steps (``steps`` is then ``None``).
+    record_every : int
+        Keep every k-th iterate in ``path`` (the last one is always kept).
 
-    Returns a :class:`GDResult`. Stops at convergence, at ``max_steps`` or on divergence
-    (loss gap grown by 1e12 or non-finite).
+    Returns
+    -------
+    GDResult
+        Stops at convergence, at ``max_steps`` or on divergence (loss gap grown by 1e12 or
+        non-finite).
     """
     X = _as_2d_finite(X, "X")
     y = np.asarray(y, dtype=np.float64)

@@ -539,7 +539,7 @@ def adabn_evaluate(model, data, *, n_adapt: int = 5000, n_eval: int = 5000, **sh
     return AdaBNResult(source_acc, stale_acc, evaluate(adapted, x_eval_target, y_eval)[1])
 
 
-#: The three image shifts of chapter 2: affine (AdaBN repairs it), non-linear (partly), inversion (not).
+#: The three image shifts of chapter 2 -- affine (AdaBN repairs it), non-linear (partly), inversion (not).
 CHAPTER2_SHIFTS = {
     "contrast 0.5, brightness +0.3": dict(contrast=0.5, brightness=0.3),
     "gamma 3 (darker mid-tones)": dict(gamma=3.0),

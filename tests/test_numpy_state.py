@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -314,3 +316,13 @@ def test_reuse_recycles_the_buffer_of_a_dead_cache_and_changes_nothing_else():
     assert not np.shares_memory(other.xc, small.xc)
     _, f32 = batchnorm_forward(x2.astype(np.float32), None, None, None, None, training=True, reuse=fresh)
     assert f32.xc.dtype == np.float32 and not np.shares_memory(f32.xc, fresh.xc)
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=st.floats(-1e6, 1e6, width=32), n=st.integers(2, 300), s=st.integers(1, 5),
+       bias=st.floats(-10, 10, width=32), dtype=st.sampled_from([np.float32, np.float64]))
+def test_constant_channel_gives_exactly_bias_for_any_value_and_size(value, n, s, bias, dtype):
+    """Whatever the rounding of the mean (chunked sums, remainders), a constant channel gives bias."""
+    x = np.full((n, 1, s), value, dtype)
+    y, _ = batchnorm_forward(x, np.array([1.7], dtype), np.array([bias], dtype), None, None, training=True)
+    np.testing.assert_array_equal(y, np.array(bias, dtype))

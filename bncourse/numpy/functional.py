@@ -128,10 +128,11 @@ def _sum_per_channel(a3: np.ndarray, b3: Optional[np.ndarray] = None,
     return total + np.einsum("ncs,ncs->c", a3[whole:], b3[whole:])
 
 
-# Speed: fresh full-size arrays are expensive (page faults cost more than the arithmetic on a busy
-# machine), so the compact backward builds dx in blocks of about _BLOCK_ELEMENTS values (256 KiB
-# of float32) with one small reused scratch array instead of a full-size temporary. This halves
-# the time of dx = a*dy + b*xc + c for (N, C) = (4096, 1024).
+# Speed: element-wise chains (y = (xc - delta) * scale + bias in the forward, dx = a*dy + b*xc + c
+# in the backward) run over blocks of samples of about _BLOCK_ELEMENTS values (256 KiB of float32),
+# so that each block stays in the CPU cache between the ufunc calls and a temporary is one small
+# reused scratch array, not a fresh full-size one (fresh large arrays cost page faults, often more
+# than the arithmetic). This halves the time of the dx chain for (N, C) = (4096, 1024).
 _BLOCK_ELEMENTS = 1 << 16
 
 
@@ -229,11 +230,20 @@ def batchnorm_forward(
         running_mean[...] = (1.0 - factor) * running_mean + factor * mean
         running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
 
-    # y = (xc - delta) * invstd * weight + bias = xc * scale + offset: one multiply, one add.
+    # y = (xc - delta) * (invstd * weight) + bias, block by block (see _sample_blocks): three
+    # in-cache operations cost about what two passes over memory do. Subtracting delta (rather
+    # than folding it into the bias) makes a constant channel give exactly the bias.
     scale = invstd if weight is None else invstd * weight
-    offset = -delta * scale if bias is None else bias - delta * scale
-    y = np.multiply(_rows(xc), _per_position(scale, s, cdt))
-    np.add(y, _per_position(offset, s, cdt), out=y)
+    delta_, scale_ = _per_position(delta, s, cdt), _per_position(scale, s, cdt)
+    bias_ = None if bias is None else _per_position(bias, s, cdt)
+    xc2 = _rows(xc)
+    y = np.empty(xc2.shape, cdt)
+    for rows in _sample_blocks(y):
+        out = y[rows]
+        np.subtract(xc2[rows], delta_, out=out)
+        np.multiply(out, scale_, out=out)
+        if bias_ is not None:
+            np.add(out, bias_, out=out)
 
     cache = BatchNormCache(
         xc=xc,

@@ -10,9 +10,10 @@ Numerics
     ``running_var``; ``running = (1 - momentum) * running + momentum * batch_stat``; ``eps`` inside
     the square root.
   * Statistics are a *corrected two-pass* (Chan, Golub & LeVeque): a pilot mean ``m0``, then
-    ``xc = x - m0`` and ``var = mean(xc**2) - mean(xc)**2``. Large sums are float32 (float64 for
-    float64 input), per-channel combinations float64, so a float32 channel with offset 1e4 and std
-    1e-2 keeps its variance to ~1e-4 relative; a constant channel gives exactly ``bias``.
+    ``xc = x - m0`` and ``var = mean(xc**2) - mean(xc)**2``, all in the compute dtype (float32, or
+    float64 for float64 input): centring first is what keeps a float32 channel with offset 1e4 and
+    std 1e-2 at its variance to ~1e-4 relative (no float64 needed, and none of the extra ops a
+    float64 detour costs); a constant channel gives exactly ``bias``.
   * float16 / bfloat16 input is computed in float32 and returned in the input dtype (torch's
     mixed path when the parameters are float32).
 
@@ -86,7 +87,7 @@ def batch_norm(
 ) -> Tensor:
     """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
 
-    input (N, C, *spatial) -> output of the same shape, dtype and memory format. In training the
+    ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
     running buffers (if given) are updated in place. See the module docstring for the numerics.
     """
     _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps)

@@ -114,7 +114,7 @@ class _BatchNorm(Module):
                                       unexpected_keys, error_msgs)
 
     def forward(self, input: Tensor) -> Tensor:
-        """input (N, C, *spatial) -> output of the same shape (see the subclass for the ranks)."""
+        """``input`` ``(N, C, *spatial)`` -> output of the same shape (see the subclass for the ranks)."""
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
