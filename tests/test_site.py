@@ -163,6 +163,11 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
     assert not raw, f"{rel}: untypeset math in the visible text: {raw[:5]}"
     broken = [i["src"] for i in images if not i["w"]]
     assert not broken, f"{rel}: images that did not load: {broken}"
+    if re.match(r"book/ch\d", rel):
+        # every chapter draws figures from its experiments; none means the kernel lost inline plotting
+        # (e.g. MPLBACKEND=Agg exported to the kernels) and the chapter was published without them
+        figures = [i for i in images if "/_images/" in i["src"] or i["src"].startswith("data:image")]
+        assert len(figures) >= 2, f"{rel}: expected the chapter's figures, found {len(figures)} images"
 
 
 def _feedback(quiz):

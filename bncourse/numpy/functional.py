@@ -38,12 +38,11 @@ class BatchNormCache:
     Every array is in the *compute dtype*: the input's dtype, or float32 for float16 input
     (torch's mixed path). Per-channel arrays have shape ``(C,)``.
 
-    ``xc`` is the input minus a per-channel *shift*: the batch mean rounded to the compute dtype
-    (training) or ``running_mean`` (evaluation). ``delta`` is what is left of the mean in ``xc``,
-    so ``x - mean = xc - delta``. Rounding the mean to float32 can move it by half a unit in the
-    last place (5e-4 for a mean of 1e4), far more than a tiny standard deviation can tolerate;
-    carrying ``delta`` keeps the float64 accuracy of the mean without a float64 copy of ``x``.
-    ``delta`` is 0 in float64 and in evaluation mode.
+    ``xc`` is the input minus a per-channel *shift*: a first estimate of the batch mean, in the
+    compute dtype (training), or ``running_mean`` (evaluation). ``delta`` is what is left of the
+    mean in ``xc``, so ``x - mean = xc - delta``. Rounding a mean of 1e4 to float32 alone can move
+    it by 5e-4, far more than a standard deviation of 1e-2 tolerates; carrying ``delta`` keeps the
+    exact mean without a float64 copy of ``x``. ``delta`` is tiny in training and 0 in evaluation.
     """
 
     xc: np.ndarray                 # (N, C, S) x - shift
@@ -119,6 +118,9 @@ def _sum_per_channel(a3: np.ndarray, b3: Optional[np.ndarray] = None,
     ``dtype`` sets the dtype of the partial sums (float32 for float16 input).
     """
     n, c, s = a3.shape
+    if n <= _CHUNK:                       # one chunk: a single call (small batches are call-bound)
+        total = np.einsum("ncs->c", a3, dtype=dtype) if b3 is None else np.einsum("ncs,ncs->c", a3, b3)
+        return total.astype(np.float64)
     whole = (n // _CHUNK) * _CHUNK
     chunks = lambda a: a[:whole].reshape(n // _CHUNK, _CHUNK, c, s)
     if b3 is None:
