@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bncourse.torch as bt
-
-# The reference wording is torch 2.13's (the version CI installs). Older releases word the eps checks
-# differently ("eps must be positive, but got ..."), so those comparisons only run on torch >= 2.13.
-TORCH_VERSION = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-needs_213_eps_wording = pytest.mark.skipif(TORCH_VERSION < (2, 13),
-                                           reason="torch < 2.13 words the eps checks differently")
+from torch_compat import TORCH_213_EPS_WORDING, needs_213_eps_wording
 
 torch.set_num_threads(1)
 
@@ -98,7 +93,7 @@ FUNCTIONAL_CASES = [
 @pytest.mark.parametrize("case", FUNCTIONAL_CASES, ids=[c[0] for c in FUNCTIONAL_CASES])
 def test_functional_errors_match_torch(case):
     _, x, rm, rv, w, b, kwargs = case
-    if case[0].startswith("eps") and TORCH_VERSION < (2, 13):
+    if case[0].startswith("eps") and not TORCH_213_EPS_WORDING:
         pytest.skip("torch < 2.13 words the eps checks differently")
     if case[0] == "rank0-train":
         # torch: IndexError from size[0] in _verify_batch_size; ours names the problem

@@ -10,7 +10,6 @@ functions and overrides the fixture with ``cuda``.
 from __future__ import annotations
 
 import copy
-import inspect
 import io
 import pickle
 
@@ -22,6 +21,7 @@ from torch.testing import assert_close, make_tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bncourse.torch as bt
+from torch_compat import TORCH_HAS_BIAS_KW, needs_bias_kw
 
 torch.set_num_threads(1)
 
@@ -58,8 +58,6 @@ def _module_cases():
 
 
 # torch < 2.13 has no keyword-only ``bias`` and no ``bias=`` in the repr (e.g. a CUDA box's 2.11)
-TORCH_HAS_BIAS_KW = "bias" in inspect.signature(nn.BatchNorm1d.__init__).parameters
-needs_bias_kw = pytest.mark.skipif(not TORCH_HAS_BIAS_KW, reason="torch.nn BN has no bias= here")
 
 MODULE_CASES = [c if "bias" not in c[3] else pytest.param(c, marks=needs_bias_kw)
                 for c in _module_cases()]
