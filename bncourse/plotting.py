@@ -1,4 +1,4 @@
-"""Figures for the chapters: training curves (with seed bands) and activation percentiles.
+"""Figures for the chapters: training curves (with seed bands), activation percentiles, BN's graph.
 
 Every helper draws into ``ax`` (or a new figure), sets a title, axis labels and a legend, and returns the
 Axes, so chapters can combine them with ``plt.subplots``.
@@ -12,7 +12,7 @@ import numpy as np
 
 from bncourse.training import History, PercentileRecorder
 
-__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "metric_label"]
+__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "metric_label"]
 
 _LABELS = {
     "test_acc": "test accuracy",
@@ -162,4 +162,58 @@ def plot_bars(
     if logy:
         ax.set_yscale("log")
     ax.legend()
+    return ax
+
+
+# Node positions of the training-mode BN graph (chapter 5), in data coordinates of an axis-free plot.
+_BN_GRAPH_NODES = {
+    "x": (0.0, 1.0), "mu": (1.6, 2.0), "var": (1.6, 0.0), "xhat": (3.4, 1.0),
+    "y": (4.8, 1.0), "gb": (4.8, -0.4), "loss": (6.2, 1.0),
+}
+_BN_GRAPH_LABELS = {
+    "x": r"$x_i$", "mu": r"$\mu_\mathcal{B}$", "var": r"$\sigma^2_\mathcal{B}$", "xhat": r"$\hat{x}_i$",
+    "y": r"$y_i$", "gb": r"$\gamma,\ \beta$", "loss": r"$\ell$",
+}
+# (from, to, path): the three ways x reaches x-hat are coloured; the rest is shared.
+_BN_GRAPH_EDGES = (
+    ("x", "xhat", "direct"), ("x", "mu", "via_mu"), ("mu", "xhat", "via_mu"), ("x", "var", "via_var"),
+    ("mu", "var", "via_var"), ("var", "xhat", "via_var"), ("xhat", "y", "shared"), ("gb", "y", "shared"),
+    ("y", "loss", "shared"),
+)
+_BN_GRAPH_PATHS = {
+    "direct": ("tab:blue", r"$x_i \to \hat{x}_i$ directly"),
+    "via_mu": ("tab:orange", r"through $\mu_\mathcal{B}$"),
+    "via_var": ("tab:green", r"through $\sigma^2_\mathcal{B}$ (which also depends on $\mu_\mathcal{B}$)"),
+    "shared": ("0.35", "shared by every path"),
+}
+
+
+def plot_bn_graph(ax=None, *, title: str = "Training-mode BN as a computational graph"):
+    """Draw the graph x -> (mu, sigma^2) -> x_hat -> y -> loss of one BN channel in training mode.
+
+    Each arrow reads "is an input of". The three paths by which ``x_i`` reaches ``x_hat_i`` (directly,
+    through the mean, through the variance) are coloured and named in the legend: backpropagation adds
+    their three contributions. Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4))
+    for name, (px, py) in _BN_GRAPH_NODES.items():
+        shape = "round,pad=0.4" if name == "gb" else "circle,pad=0.35"
+        ax.text(px, py, _BN_GRAPH_LABELS[name], ha="center", va="center", fontsize=15, zorder=3,
+                bbox=dict(boxstyle=shape, facecolor="white", edgecolor="0.2"))
+    for start, end, path in _BN_GRAPH_EDGES:
+        color = _BN_GRAPH_PATHS[path][0]
+        bend = 0.25 if (start, end) == ("mu", "var") else 0.0
+        ax.annotate("", xy=_BN_GRAPH_NODES[end], xytext=_BN_GRAPH_NODES[start], zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=2, shrinkA=17, shrinkB=17,
+                                    connectionstyle=f"arc3,rad={bend}"))
+    handles = [Line2D([0], [0], color=c, lw=2, label=lab) for c, lab in _BN_GRAPH_PATHS.values()]
+    ax.legend(handles=handles, loc="lower left", fontsize=9, frameon=False)
+    ax.set_xlim(-0.5, 6.7)
+    ax.set_ylim(-1.5, 2.5)
+    ax.set_axis_off()
+    ax.set_title(title)
     return ax

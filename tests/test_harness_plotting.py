@@ -56,3 +56,22 @@ def test_plot_percentiles_and_bars():
     ax2 = plot_bars({"a": [1.0, 3.0], "b": 2.0}, title="T", ylabel="y")
     assert ax2.get_title() == "T" and ax2.get_legend() is not None
     plt.close("all")
+
+
+def test_plot_bn_graph_draws_every_node_and_names_the_three_paths():
+    from bncourse.plotting import _BN_GRAPH_EDGES, _BN_GRAPH_LABELS, _BN_GRAPH_NODES, plot_bn_graph
+
+    ax = plot_bn_graph()
+    assert ax.get_title() == "Training-mode BN as a computational graph"
+    from matplotlib.text import Annotation
+
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    nodes = [t for t in ax.texts if not isinstance(t, Annotation)]
+    assert len(arrows) == len(_BN_GRAPH_EDGES)                    # one arrow per edge
+    assert sorted(t.get_text() for t in nodes) == sorted(_BN_GRAPH_LABELS.values())   # one label per node
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == 4 and any("mu" in lab for lab in labels) and any("sigma" in lab for lab in labels)
+    # the graph is a DAG from x to the loss: every node but x has an incoming edge, every node but the loss
+    # an outgoing one
+    assert {e for _, e, _ in _BN_GRAPH_EDGES} == set(_BN_GRAPH_NODES) - {"x", "gb"}
+    assert {s for s, _, _ in _BN_GRAPH_EDGES} == set(_BN_GRAPH_NODES) - {"loss"}
