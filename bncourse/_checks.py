@@ -76,13 +76,6 @@ def check_param_sizes(num_channels: int, **params: Optional[int]) -> None:
             raise RuntimeError(f"{name} should contain {num_channels} elements not {numel}")
 
 
-def check_eval_has_stats(training: bool, has_running_mean: bool, has_running_var: bool) -> None:
-    if not training and not has_running_mean:
-        raise RuntimeError("running_mean must be defined in evaluation mode")
-    if not training and not has_running_var:
-        raise RuntimeError("running_var must be defined in evaluation mode")
-
-
 def check_dtypes(input_dtype: str, param_dtypes: Sequence[Optional[str]]) -> None:
     """Mirror the CPU kernel's dtype rules (probed on torch 2.13, ``aten/.../mixed_type.h``).
 

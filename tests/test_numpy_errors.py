@@ -92,6 +92,22 @@ def test_channel_count_mismatch(name, size):
                              t(args["weight"]), t(args["bias"]), training=True))
 
 
+def test_sizes_are_checked_before_the_both_or_neither_rule_like_torch():
+    """A wrong-size running_mean without running_var: torch reports the size first."""
+    x = np.ones((4, 3), np.float32)
+    rm = np.zeros(4, np.float32)
+    assert_same_error(lambda: batchnorm_forward(x, None, None, rm, None, training=True),
+                      lambda: F.batch_norm(t(x), t(rm), None, training=True))
+
+
+def test_half_input_dtype_rule_looks_at_weight_first_like_torch():
+    """float16 input, float32 buffers, float16 weight: torch compares the input with the weight first."""
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float16)
+    rm, rv, w = np.zeros(3, np.float32), np.ones(3, np.float32), np.ones(3, np.float16)
+    assert_same_error(lambda: batchnorm_forward(x, w, None, rm, rv, training=True),
+                      lambda: F.batch_norm(t(x), t(rm), t(rv), t(w), None, training=True))
+
+
 def test_channel_count_check_order_like_torch():
     """running_mean is checked first; without buffers the weight reports the mismatch."""
     x = np.ones((2, 3), np.float32)

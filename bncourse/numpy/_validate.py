@@ -51,8 +51,8 @@ def validate_forward(
 ) -> None:
     """All checks of ``batchnorm_forward``, in the order torch makes them.
 
-    torch's order: (python) batch-size-1 rule and eps rule, then (ATen) evaluation-mode buffers,
-    the both-or-neither rule for the buffers, channel counts, dtypes. The NumPy path checks the
+    torch's order: (python) batch-size-1 rule and eps rule, then (ATen) channel counts and
+    evaluation-mode buffers, the both-or-neither rule for the buffers, dtypes. The NumPy path checks the
     array types and the rank first (torch fails on those with unrelated messages), and keeps every
     check for zero-size batches too (ATen skips its checks there; we prefer a clear error).
     """
@@ -64,14 +64,13 @@ def validate_forward(
     _checks.check_input_rank(x.ndim)
     _checks.check_enough_values(x.shape, training, torch_style=False)
     _checks.check_eps(eps, training)
-    _checks.check_eval_has_stats(training, running_mean is not None, running_var is not None)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must either both be None or neither be None")
-    params = {"running_mean": running_mean, "running_var": running_var,
-              "weight": weight, "bias": bias}
-    _checks.check_param_sizes(
-        x.shape[1], **{k: (None if v is None else v.size) for k, v in params.items()}
-    )
+    size = lambda v: None if v is None else v.size  # noqa: E731
+    _checks.check_batch_norm_params(x.shape[1], training, size(running_mean), size(running_var),
+                                    size(weight), size(bias))
+    # in evaluation a missing buffer has already raised above, so only training can get here with one
+    _checks.check_stats_pairing(running_mean is not None, running_var is not None)
+    # torch's dtype rule compares the input with the first present of weight, bias, running_mean, running_var
+    params = {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var}
     for name, value in params.items():
         if value is not None and value.ndim != 1:
             raise ValueError(
