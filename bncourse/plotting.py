@@ -1,4 +1,5 @@
-"""Figures for the chapters: training curves (with seed bands), activation percentiles, BN's graph.
+"""Figures for the chapters: training curves (with seed bands), activation percentiles, BN's graph,
+and small result tables.
 
 Every helper draws into ``ax`` (or a new figure), sets a title, axis labels and a legend, and returns the
 Axes, so chapters can combine them with ``plt.subplots``.
@@ -12,7 +13,8 @@ import numpy as np
 
 from bncourse.training import History, PercentileRecorder
 
-__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "metric_label"]
+__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "show_table", "table_html",
+           "metric_label"]
 
 _LABELS = {
     "test_acc": "test accuracy",
@@ -217,3 +219,24 @@ def plot_bn_graph(ax=None, *, title: str = "Training-mode BN as a computational 
     ax.set_axis_off()
     ax.set_title(title)
     return ax
+
+
+def table_html(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """A small HTML table (every cell escaped), scrollable sideways on narrow pages.
+
+    HTML rather than Markdown because the website renders Markdown tables that a cell *outputs* as
+    raw text (myst-nb parses output Markdown as CommonMark, which has no tables).
+    """
+    from html import escape
+
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div style="overflow-x: auto; font-size: 0.85em">{table}</div>'
+
+
+def show_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> None:
+    """Display :func:`table_html` in the notebook (and on the website)."""
+    from IPython.display import HTML, display
+
+    display(HTML(table_html(header, rows)))

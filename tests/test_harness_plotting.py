@@ -75,3 +75,12 @@ def test_plot_bn_graph_draws_every_node_and_names_the_three_paths():
     # an outgoing one
     assert {e for _, e, _ in _BN_GRAPH_EDGES} == set(_BN_GRAPH_NODES) - {"x", "gb"}
     assert {s for s, _, _ in _BN_GRAPH_EDGES} == set(_BN_GRAPH_NODES) - {"loss"}
+
+
+def test_table_html_escapes_every_cell_and_keeps_the_shape():
+    from bncourse.plotting import table_html
+
+    html = table_html(["<b>h</b>", "x"], [[1, "<script>alert(1)</script>"], ["a & b", 2.5]])
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;h&lt;/b&gt;" in html
+    assert "a &amp; b" in html
+    assert html.count("<th>") == 2 and html.count("<tr>") == 3 and html.count("<td>") == 4
