@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Executed notebooks of the website carry no widget state: no tqdm widgets there.
 export BNCOURSE_PROGRESS := 0
 
-.PHONY: setup book test unit notebooks build-book site-test assets bench clean strip
+.PHONY: setup book test unit notebooks site-test assets bench clean strip
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== setup: virtual environment in $(VENV)"
