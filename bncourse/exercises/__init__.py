@@ -14,10 +14,17 @@ Example::
     q.grade(1).passed   # False
     q                   # in a notebook: the live widget (Jupyter) or the static quiz (website)
 """
+from . import renderers, static_html
 from .code_exercise import Case, CodeExercise
 from .feedback import Feedback
 from .question import Question
 from .quiz import MultipleChoice, Numeric
+
+# The renderer modules register themselves per question class when imported (see ``renderers``).
+try:
+    from . import live_widgets  # noqa: F401
+except ImportError as exc:  # no ipywidgets: the static rendering and all grading still work
+    renderers.live_unavailable = f"{exc} (install ipywidgets)"
 
 __all__ = ["MultipleChoice", "Numeric", "CodeExercise", "Case", "Feedback", "Question"]
 
