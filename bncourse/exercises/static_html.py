@@ -4,7 +4,8 @@ No external library and no kernel: multiple-choice and numeric answers are check
 feedback message is produced by the Python grading code (``message_parts``), rendered to escaped HTML here
 and hidden; the script only decides which parts to show and echoes the learner's input with ``textContent``.
 Math in any text becomes ``<span class="math">\\(...\\)</span>``, which the page's MathJax typesets.
-Code exercises show the task, hints and a collapsible solution, and how to check code live.
+Code exercises show the task, hints and a collapsible solution, and how to check code live. Typed numbers are
+read by ``numeric_answer``'s JavaScript, the same grammar as the Python grader's.
 """
 from __future__ import annotations
 
