@@ -20,7 +20,7 @@ import pytest
 
 import bncourse.exercises as exercises
 from bncourse.exercises import Case, CodeExercise, Feedback, MultipleChoice, Numeric, markup, registry
-from bncourse.exercises import code_exercise, compare, guard, numeric_answer, renderers, sandbox
+from bncourse.exercises import code_exercise, compare, guard, numeric_answer, renderers
 from bncourse.exercises.static_html import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,6 +299,42 @@ def test_snapshot_of_an_untouched_session_restores_nothing():
     snap = guard.Snapshot()
     exercise().check(ref)
     assert snap.restore() == []
+
+
+def test_ordinary_library_calls_in_a_learner_function_are_not_undone():
+    torch = pytest.importorskip("torch")
+
+    def f(x):
+        bn = torch.nn.BatchNorm1d(2)
+        t = torch.from_numpy(x).float().requires_grad_()
+        bn(t).sum().backward()
+        np.testing.assert_allclose(1.0, 1.0)
+        return ref(x)
+
+    snap = guard.Snapshot()
+    fb = exercise(timeout=30).check(f)
+    assert fb.passed, fb.message
+    assert snap.restore() == []
+
+
+def test_a_librarys_own_import_time_patch_is_kept(monkeypatch):
+    """E.g. torch.func imports torch._dynamo, which wraps torch.manual_seed: not the learner's doing."""
+    import types
+
+    original = np.isclose
+    monkeypatch.setitem(guard._IMPORT_PATCHES, ("numpy", "isclose"), "bncourse_fake_importer")
+    monkeypatch.delitem(sys.modules, "bncourse_fake_importer", raising=False)
+
+    def f(x):
+        sys.modules["bncourse_fake_importer"] = types.ModuleType("bncourse_fake_importer")
+        np.isclose = lambda *a, **k: original(*a, **k)
+        return ref(x)
+
+    try:
+        assert exercise().check(f).passed
+        assert np.isclose is not original  # kept: the "library" changed it while being imported
+    finally:
+        np.isclose = original
 
 
 # ----- time limits ----------------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ import numpy
 _STDLIB: tuple[ModuleType, ...] = (builtins, copy, ctypes, inspect, io, itertools, linecache, math, numbers,
                                    operator, re, reprlib, threading, time, traceback)
 _PACKAGE = "bncourse.exercises"
+# Entries that a library replaces when one of its modules is first imported, which a learner's call may do
+# legitimately (``torch.func`` imports ``torch._dynamo``, which wraps ``torch.manual_seed``): kept when that
+# module appeared during the call.
+_IMPORT_PATCHES = {("torch", "manual_seed"): "torch._dynamo"}
 
 
 def _namespaces() -> list[tuple[object, bool]]:
@@ -66,6 +70,7 @@ class Snapshot:
     """The entries of the guarded namespaces (and of ``extra`` objects' ``__dict__``), restorable."""
 
     def __init__(self, *extra: object) -> None:
+        self._modules = set(sys.modules)
         self._saved: list[tuple[object, bool, dict[str, object]]] = [
             (ns, own, dict(vars(ns))) for ns, own in _namespaces()]
         self._saved += [(obj, True, dict(vars(obj))) for obj in extra]
@@ -79,6 +84,10 @@ class Snapshot:
             label = getattr(ns, "__name__", type(ns).__name__)
             for key, value in saved.items():
                 if key not in current or current[key] is not value:
+                    importer = _IMPORT_PATCHES.get((label, key))
+                    if importer and key in current and importer in sys.modules and importer not in self._modules:
+                        saved[key] = current[key]  # the library's own import-time change: keep it
+                        continue
                     _set(ns, key, value)
                     undone.append(f"{label}.{key}")
             if own:
