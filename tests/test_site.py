@@ -138,18 +138,24 @@ def open_page(browser, server: str, rel: str):
     return page, log
 
 
-VISIBLE_TEXT_JS = """() => {
+VISIBLE_TEXT_JS = """(selector) => {
     const skip = 'pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight, kbd, samp';
     const out = [];
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const el = n.parentElement;
-        if (!el || el.closest(skip)) continue;
-        if (el.checkVisibility && !el.checkVisibility()) continue;
-        out.push(n.textContent);
+    const roots = selector ? Array.from(document.querySelectorAll(selector)) : [document.body];
+    for (const root of roots) {
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const el = n.parentElement;
+            if (!el || el.closest(skip)) continue;
+            if (el.checkVisibility && !el.checkVisibility()) continue;
+            out.push(n.textContent);
+        }
     }
     return out.join(' ');
 }"""
+# *emphasis* or **strong** left as asterisks in visible text
+LITERAL_STARS = re.compile(r"(?<![\w*])\*{1,2}[^\s*][^*\n]*\*{1,2}")
+
 
 IMAGES_JS = """async () => {
     const imgs = Array.from(document.images);
@@ -166,7 +172,8 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         html = page.content()
         has_math = 'class="math' in html or "\\(" in html
         n_typeset = page.locator("mjx-container").count()
-        text = page.evaluate(VISIBLE_TEXT_JS)
+        text = page.evaluate(VISIBLE_TEXT_JS, None)
+        quiz_text = page.evaluate(VISIBLE_TEXT_JS, ".bnc-quiz")
         images = page.evaluate(IMAGES_JS)
     finally:
         page.close()
@@ -177,6 +184,9 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         assert n_typeset > 0, f"{rel}: the page has math but MathJax typeset none of it"
     raw = re.findall(r"\\\(|\\\[|\\begin\{|\$[^$\s][^$]*\$", text)
     assert not raw, f"{rel}: untypeset math in the visible text: {raw[:5]}"
+    # the quiz markup's *emphasis* and **strong** are rendered, never shown as asterisks
+    stars = LITERAL_STARS.findall(quiz_text)
+    assert not stars, f"{rel}: quiz text shows markup literally: {stars[:5]}"
     broken = [i["src"] for i in images if not i["w"]]
     assert not broken, f"{rel}: images that did not load: {broken}"
     if re.match(r"book/ch\d", rel):
@@ -210,6 +220,7 @@ def test_static_quizzes_check_answers_in_the_browser(browser, server):
         assert result == "right" and text.startswith("Correct!") and "largest to 1" in text, text
 
         multi = page.locator(".bnc-quiz[data-bnc-id='demo-bn-state']")
+        assert multi.locator(".bnc-prompt em").count() > 0, "the prompt's *buffers* should be emphasised"
         multi.locator("button.bnc-check").click()
         assert _feedback(multi)[1].startswith("No option ticked")
         for i in (0, 1):
@@ -278,7 +289,7 @@ def _text_of(markup_text: str) -> str:
 
 
 def test_quiz_script_reads_numbers_exactly_like_the_python_grader(chromium, tmp_path):
-    from bncourse.exercises import Numeric, registry
+    from bncourse.exercises import MultipleChoice, Numeric, registry
     from bncourse.exercises.static_html import render
 
     q = ANSWERS["question"]
@@ -287,9 +298,13 @@ def test_quiz_script_reads_numbers_exactly_like_the_python_grader(chromium, tmp_
         registry.forget(f"grammar-{units}")
         quizzes[units] = Numeric(id=f"grammar-{units}", prompt="How long?", answer=q["answer"], tol=q["tol"],
                                  units=units)
+    registry.forget("grammar-em")
+    emphasis = MultipleChoice(id="grammar-em", prompt="What does *internal covariate shift* mean, **exactly**?",
+                              options=["the *input* of a layer shifts", "`a*b*c` stays code"], answer=0)
     page_file = tmp_path / "grammar.html"
     page_file.write_text("<!doctype html><html><head><meta charset='utf-8'></head><body>"
-                         + "".join(render(x) for x in quizzes.values()) + "</body></html>", encoding="utf-8")
+                         + "".join(render(x) for x in [*quizzes.values(), emphasis]) + "</body></html>",
+                         encoding="utf-8")
     page = chromium.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -324,6 +339,13 @@ def test_quiz_script_reads_numbers_exactly_like_the_python_grader(chromium, tmp_
                 if result != ("right" if expected.passed else "wrong") or shown != _text_of(expected.message):
                     mismatches.append((case["input"], units, "page", shown, _text_of(expected.message)))
         assert not mismatches, "\n".join(map(repr, mismatches[:10]))
+        em = page.locator(".bnc-quiz[data-bnc-id='grammar-em']")
+        assert em.locator(".bnc-prompt em").inner_text() == "internal covariate shift"
+        assert em.locator(".bnc-prompt strong").inner_text() == "exactly"
+        assert em.locator(".bnc-options em").inner_text() == "input"
+        quiz_text = page.evaluate(VISIBLE_TEXT_JS, ".bnc-quiz")
+        assert "internal covariate shift" in quiz_text and not LITERAL_STARS.findall(quiz_text)
+        assert LITERAL_STARS.findall("a *literal* b")  # the check itself sees asterisks
         assert not errors, errors
     finally:
         page.close()
