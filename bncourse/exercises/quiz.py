@@ -37,7 +37,7 @@ class MultipleChoice(Question):
 
     Args:
         id: unique id (letters, digits, ``-_.``).
-        prompt: the question (markup: ``$math$``, ```code```).
+        prompt: the question (markup: ``$math$``, ```code```, ``*emphasis*``, ``**strong**``).
         options: at least two distinct, non-empty option texts.
         answer: index of the right option, or a non-empty list of distinct indices (multi-answer: tick all).
         feedback: optional message per option index, shown when that (wrong) option is chosen.
