@@ -125,3 +125,30 @@ def test_mime_bundle_offers_the_widget_and_the_static_quiz():
     assert "text/html" in bundle and "text/plain" in bundle
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+
+
+def test_emphasis_renders_in_the_widget_and_in_the_static_quiz():
+    from bncourse.exercises.static_html import render
+
+    q = MultipleChoice(id="w-em", prompt="What does *internal covariate shift* mean, **exactly**?",
+                       options=["the *input* of a layer", "B"], answer=0, hint="*internal*")
+    w = q.widget()
+    html_of_widget = " ".join(getattr(child, "value", "") for child in w.children
+                              if isinstance(getattr(child, "value", None), str))
+    html_of_widget += " ".join(getattr(row.children[1], "value", "") for row in w.children
+                               if hasattr(row, "children") and len(row.children) == 2)
+    for page in (html_of_widget, render(q)):
+        assert "<em>internal covariate shift</em>" in page and "<strong>exactly</strong>" in page
+        assert "*internal" not in page
+    assert "<em>input</em>" in render(q) and "<em>input</em>" in html_of_widget
+
+
+def test_code_widget_shows_printed_output_briefly():
+    def center(x):
+        print("debugging" * 1000)
+        return x
+
+    w = code_exercise().widget(namespace={"center": center})
+    w.check.click()
+    assert "printed: “debugging" in w.feedback.value and "more characters not shown" in w.feedback.value
+    assert len(w.feedback.value) < 3000

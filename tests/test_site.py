@@ -5,14 +5,20 @@ typeset by the vendored MathJax (no raw ``$...$``, ``\\(`` or ``\\[`` left in th
 loads. On the self-check demo page, the static quizzes are clicked: right and wrong answers get the right
 feedback, computed in the browser with no kernel.
 
+The quiz script's number grammar is also tested on its own, on a small local page of rendered quizzes (no
+book build needed), against the shared list of inputs ``tests/data/numeric_answers.json`` that the Python
+grader is tested on in ``test_exercises_robustness.py``: both must read every input alike.
+
 Needs the built site (``make book``) and Debian's ``chromium`` (driven by Playwright, never downloaded).
 Skipped when either is missing, unless ``BNCOURSE_REQUIRE_SITE=1`` (``make site-test``), which makes that a
-failure.
+failure. The grammar test needs only Chromium and Playwright.
 """
 from __future__ import annotations
 
 import functools
+import html as html_lib
 import http.server
+import json
 import os
 import re
 import shutil
@@ -33,8 +39,8 @@ REQUIRE = os.environ.get("BNCOURSE_REQUIRE_SITE") == "1"
 DEMO = "book/self_check_demo.html"
 
 
-def _unavailable() -> str | None:
-    if not (SITE / "index.html").is_file():
+def _unavailable(need_site: bool = True) -> str | None:
+    if need_site and not (SITE / "index.html").is_file():
         return f"no built site at {SITE} (run `make book`)"
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         return f"no Chromium at {CHROMIUM} (scripts/setup_system.sh installs Debian's chromium)"
@@ -76,13 +82,23 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser(server):
+def chromium():
+    reason = _unavailable(need_site=False)
+    if reason:
+        if REQUIRE:
+            pytest.fail(f"BNCOURSE_REQUIRE_SITE=1 but {reason}")
+        pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server, chromium):
+    return chromium
 
 
 class PageLog:
@@ -122,18 +138,24 @@ def open_page(browser, server: str, rel: str):
     return page, log
 
 
-VISIBLE_TEXT_JS = """() => {
+VISIBLE_TEXT_JS = """(selector) => {
     const skip = 'pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight, kbd, samp';
     const out = [];
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const el = n.parentElement;
-        if (!el || el.closest(skip)) continue;
-        if (el.checkVisibility && !el.checkVisibility()) continue;
-        out.push(n.textContent);
+    const roots = selector ? Array.from(document.querySelectorAll(selector)) : [document.body];
+    for (const root of roots) {
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const el = n.parentElement;
+            if (!el || el.closest(skip)) continue;
+            if (el.checkVisibility && !el.checkVisibility()) continue;
+            out.push(n.textContent);
+        }
     }
     return out.join(' ');
 }"""
+# *emphasis* or **strong** left as asterisks in visible text
+LITERAL_STARS = re.compile(r"(?<![\w*])\*{1,2}[^\s*][^*\n]*\*{1,2}")
+
 
 IMAGES_JS = """async () => {
     const imgs = Array.from(document.images);
@@ -150,7 +172,8 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         html = page.content()
         has_math = 'class="math' in html or "\\(" in html
         n_typeset = page.locator("mjx-container").count()
-        text = page.evaluate(VISIBLE_TEXT_JS)
+        text = page.evaluate(VISIBLE_TEXT_JS, None)
+        quiz_text = page.evaluate(VISIBLE_TEXT_JS, ".bnc-quiz")
         images = page.evaluate(IMAGES_JS)
     finally:
         page.close()
@@ -161,6 +184,9 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         assert n_typeset > 0, f"{rel}: the page has math but MathJax typeset none of it"
     raw = re.findall(r"\\\(|\\\[|\\begin\{|\$[^$\s][^$]*\$", text)
     assert not raw, f"{rel}: untypeset math in the visible text: {raw[:5]}"
+    # the quiz markup's *emphasis* and **strong** are rendered, never shown as asterisks
+    stars = LITERAL_STARS.findall(quiz_text)
+    assert not stars, f"{rel}: quiz text shows markup literally: {stars[:5]}"
     broken = [i["src"] for i in images if not i["w"]]
     assert not broken, f"{rel}: images that did not load: {broken}"
     if re.match(r"book/ch\d", rel):
@@ -194,6 +220,7 @@ def test_static_quizzes_check_answers_in_the_browser(browser, server):
         assert result == "right" and text.startswith("Correct!") and "largest to 1" in text, text
 
         multi = page.locator(".bnc-quiz[data-bnc-id='demo-bn-state']")
+        assert multi.locator(".bnc-prompt em").count() > 0, "the prompt's *buffers* should be emphasised"
         multi.locator("button.bnc-check").click()
         assert _feedback(multi)[1].startswith("No option ticked")
         for i in (0, 1):
@@ -238,3 +265,87 @@ def test_static_quizzes_check_answers_in_the_browser(browser, server):
     finally:
         page.close()
     assert not log.foreign and not log.failed and not log.errors, (log.foreign, log.failed, log.errors)
+
+
+# ----- the quiz script's number grammar, on the shared list of inputs ---------------------------------------
+ANSWERS = json.loads((ROOT / "tests" / "data" / "numeric_answers.json").read_text(encoding="utf-8"))
+
+PARSE_ALL_JS = """([cases, id]) => {
+    const data = JSON.parse(document.querySelector(`[data-bnc-id='${id}'] script.bnc-data`).textContent);
+    return cases.map(c => {
+        const p = bncourseParseAnswer(c.input, data.units, data.grammar);
+        return {result: p[0], value: p[0] === 'ok' ? p[1] : null, negative_zero: Object.is(p[1], -0),
+                rest: p[0] === 'unit' ? p[1] : null, echo: p[2],
+                verdict: bncourseVerdict(c.input, data.answer, data.slack, data.units, data.grammar)};
+    });
+}"""
+
+
+def _text_of(markup_text: str) -> str:
+    """The visible text of a feedback message as the page shows it (tags dropped, spaces collapsed)."""
+    from bncourse.exercises import markup
+
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", markup.to_html(markup_text))).split())
+
+
+def test_quiz_script_reads_numbers_exactly_like_the_python_grader(chromium, tmp_path):
+    from bncourse.exercises import MultipleChoice, Numeric, registry
+    from bncourse.exercises.static_html import render
+
+    q = ANSWERS["question"]
+    quizzes = {}
+    for units in ("s", None):
+        registry.forget(f"grammar-{units}")
+        quizzes[units] = Numeric(id=f"grammar-{units}", prompt="How long?", answer=q["answer"], tol=q["tol"],
+                                 units=units)
+    registry.forget("grammar-em")
+    emphasis = MultipleChoice(id="grammar-em", prompt="What does *internal covariate shift* mean, **exactly**?",
+                              options=["the *input* of a layer shifts", "`a*b*c` stays code"], answer=0)
+    page_file = tmp_path / "grammar.html"
+    page_file.write_text("<!doctype html><html><head><meta charset='utf-8'></head><body>"
+                         + "".join(render(x) for x in [*quizzes.values(), emphasis]) + "</body></html>",
+                         encoding="utf-8")
+    page = chromium.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    try:
+        page.goto(page_file.as_uri(), wait_until="load")
+        mismatches = []
+        for units, question in quizzes.items():
+            cases = [c for c in ANSWERS["cases"] if c["units"] == units]
+            got = page.evaluate(PARSE_ALL_JS, [cases, question.id])
+            for case, js in zip(cases, got):
+                want = {"result": case["result"], "value": case.get("value"), "rest": case.get("rest"),
+                        "verdict": case["verdict"]}
+                seen = {k: js[k] for k in want}
+                negative_zero = case["result"] == "ok" and case["value"] == 0 and str(case["value"]).startswith("-")
+                if seen != want or js["negative_zero"] != negative_zero:
+                    mismatches.append((case["input"], units, want, js))
+                if "echo" in case and js["echo"] != case["echo"]:
+                    mismatches.append((case["input"], units, "echo", case["echo"], js["echo"]))
+            # through the page itself: type, press Check, and read the same message the Python grader writes
+            quiz = page.locator(f".bnc-quiz[data-bnc-id='{question.id}']")
+            box, check = quiz.locator("input.bnc-number"), quiz.locator("button.bnc-check")
+            # (a browser's text box itself changes typed or pasted line breaks before any script sees them;
+            # the parser's handling of them is tested above)
+            for case in [c for c in cases if not re.search(r"[\r\n]", c["input"])]:
+                box.fill(case["input"])
+                check.click()
+                fb = quiz.locator(".bnc-feedback")
+                shown = " ".join(fb.inner_text().split())
+                expected = question.grade(case["input"])
+                result = fb.get_attribute("data-bnc-result")
+                if result != ("right" if expected.passed else "wrong") or shown != _text_of(expected.message):
+                    mismatches.append((case["input"], units, "page", shown, _text_of(expected.message)))
+        assert not mismatches, "\n".join(map(repr, mismatches[:10]))
+        em = page.locator(".bnc-quiz[data-bnc-id='grammar-em']")
+        assert em.locator(".bnc-prompt em").inner_text() == "internal covariate shift"
+        assert em.locator(".bnc-prompt strong").inner_text() == "exactly"
+        assert em.locator(".bnc-options em").inner_text() == "input"
+        quiz_text = page.evaluate(VISIBLE_TEXT_JS, ".bnc-quiz")
+        assert "internal covariate shift" in quiz_text and not LITERAL_STARS.findall(quiz_text)
+        assert LITERAL_STARS.findall("a *literal* b")  # the check itself sees asterisks
+        assert not errors, errors
+    finally:
+        page.close()

@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from . import markup
-from .compare import _is_tensor, compare
+from . import guard, markup
+from .compare import compare, is_tensor
 from .feedback import Feedback
 from .question import Question
-from .sandbox import call_with_timeout
+from .safe_text import cap, exception_text, safe_str, type_name
+from .sandbox import Outcome, call_with_timeout
+
+_PRINT_SHOWN = 300  # characters of a failing case's printed output quoted in the message
 
 @dataclass(frozen=True)
 class Case:
@@ -47,8 +50,8 @@ def _same(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` (an argument before/after a call) hold identical values."""
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
-    if _is_tensor(a):
-        return _is_tensor(b) and a.shape == b.shape and bool((a == b).logical_or((a != a) & (b != b)).all())
+    if is_tensor(a):
+        return is_tensor(b) and a.shape == b.shape and bool((a == b).logical_or((a != a) & (b != b)).all())
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
@@ -155,63 +158,122 @@ class CodeExercise(Question):
             return f"argument {position + 1}"
 
     def check(self, fn: Any) -> Feedback:
-        """Run ``fn`` on every case; pass if all results match the reference. Never raises."""
+        """Run ``fn`` on every case; pass if all results match the reference.
+
+        Never raises, whatever ``fn`` returns, raises or prints. Whatever ``fn`` patches in the namespaces the
+        checker uses (see ``guard``), and any change to this exercise's own attributes, cases and expected
+        values, is undone after each call, before the result is compared.
+        """
+        name = markup.code(self.function_name)
+        snapshot = guard.Snapshot(self)
+        saved = copy.deepcopy((self.cases, self.expected))
+        try:
+            return self._check_all(fn, snapshot, *copy.deepcopy(saved))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. a result whose own methods raise while it is examined
+            return Feedback(False, f"The checker could not examine what {name} returned: "
+                                   f"{markup.literal(exception_text(exc))}. Return a plain result (an array, a "
+                                   f"number, a tuple of them) rather than an object with unusual behaviour.")
+        finally:
+            snapshot.restore()
+            self.cases, self.expected = saved
+
+    def grade(self, fn: Any) -> Feedback:
+        """Same as :meth:`check` (the common name of the grading method of every question)."""
+        return self.check(fn)
+
+    def _check_all(self, fn: Any, snapshot: guard.Snapshot, cases: list[Case], expected: list[Any]) -> Feedback:
         name = markup.code(self.function_name)
         if fn is None:
             return Feedback(False, f"There is no function {name} to check: define it (run its cell) first.")
         if not callable(fn):
-            return Feedback(False, f"{name} is {markup.literal(type(fn).__name__)} object, not a function.")
-        for case, expected in zip(self.cases, self.expected):
-            msg = self._check_case(fn, case, expected)
-            if msg is not None:
+            return Feedback(False, f"{name} is {markup.literal(type_name(fn))} object, not a function.")
+        printed = 0
+        for case, want in zip(cases, expected):
+            problem, extra, out = self._check_case(fn, case, want, snapshot)
+            printed += out.printed_chars
+            if problem is not None:
                 where = f"Case “{markup.literal(case.label)}”: "
-                return Feedback(False, where + msg, case=case.label)
-        labels = ", ".join(markup.literal(c.label) for c in self.cases)
-        return Feedback(True, f"All {len(self.cases)} cases pass ({labels}). Well done!")
+                return Feedback(False, self._with_hint(where + problem + _printed_note(name, out), extra),
+                                case=case.label)
+        labels = ", ".join(markup.literal(c.label) for c in cases)
+        note = (f" ({name} printed {printed:,} characters while it was checked; the checker does not show "
+                f"them when all cases pass.)" if printed else "")
+        return Feedback(True, f"All {len(cases)} cases pass ({labels}). Well done!{note}")
 
-    def _check_case(self, fn: Callable, case: Case, expected: Any) -> str | None:
+    def _check_case(self, fn: Callable, case: Case, expected: Any,
+                    snapshot: guard.Snapshot) -> tuple[str | None, str | None, Outcome]:
+        """(problem, diagnosis, outcome) of one case; problem is None when the case passes."""
         args, kwargs = copy.deepcopy((case.args, dict(case.kwargs)))
         before = copy.deepcopy((args, kwargs))
         out = call_with_timeout(fn, args, kwargs, self.timeout)
+        snapshot.restore()  # before anything of the checker runs again
         name = markup.code(self.function_name)
         if out.timed_out:
-            msg = f"{name} did not return within {self.timeout:g} s: an infinite loop, or a very slow one?"
-            if not out.stopped:
-                msg += (" It is still running in the background (it could not be interrupted); if the notebook "
-                        "becomes slow, restart the kernel.")
-            return self._with_hint(msg)
+            return _timeout_message(name, out, self.timeout), None, out
         if out.error is not None:
-            err = f"{type(out.error).__name__}: {out.error}" if str(out.error) else type(out.error).__name__
-            line = f" (at {markup.code(out.error_line)})" if out.error_line else ""
-            return self._with_hint(f"{name} raised {markup.literal(err)}{line}.")
+            line = f" (at {markup.code(cap(out.error_line, 200))})" if out.error_line else ""
+            return f"{name} raised {markup.literal(exception_text(out.error))}{line}.", None, out
         for pos, (b, a) in enumerate(zip(before[0], args)):
             if not _same(b, a):
-                return self._with_hint(
-                    f"{name} modified its input {markup.code(self._arg_name(pos))} in place. Leave the inputs "
-                    f"unchanged: compute on a copy (x = x.copy()) or use out-of-place operations (x = x - m, "
-                    f"not x -= m).")
+                return (f"{name} modified its input {markup.code(self._arg_name(pos))} in place. Leave the "
+                        f"inputs unchanged: compute on a copy (x = x.copy()) or use out-of-place operations "
+                        f"(x = x - m, not x -= m).", None, out)
         for key in before[1]:
             if not _same(before[1][key], kwargs[key]):
-                return self._with_hint(f"{name} modified its input {markup.code(key)} in place.")
+                return f"{name} modified its input {markup.code(key)} in place.", None, out
         problem = compare(expected, out.value, rtol=self.rtol, atol=self.atol, check_dtype=self.check_dtype)
         if problem is None:
-            return None
+            return None, None, out
         extra = None
         if self.diagnose is not None:
             try:
                 extra = self.diagnose(expected, out.value, case)
             except Exception:
                 extra = None
-        return self._with_hint(problem, extra)
+        return problem, _diagnosis(extra), out
 
     def _with_hint(self, msg: str, extra: str | None = None) -> str:
         parts = [msg]
         if extra:
-            parts.append(str(extra))
+            parts.append(extra)
         if self.hints:
             parts.append(f"Hint: {self.hints[0]}")
         return " ".join(parts)
 
-    def grade(self, fn: Any) -> Feedback:
-        """Same as :meth:`check` (the common name of the grading method of every question)."""
-        return self.check(fn)
+
+def _timeout_message(name: str, out: Outcome, limit: float) -> str:
+    """Why a call failed its time limit, with the time it took."""
+    if out.finished:  # it ended by itself, but late: the checker could not interrupt it earlier
+        return (f"{name} took {out.elapsed:.2f} s, over the {limit:g} s limit. It could not be stopped at the "
+                f"limit: a single call into compiled code that holds Python's interpreter lock (a huge integer "
+                f"power, a pathological regular expression...) runs to its end.")
+    msg = (f"{name} did not return within {limit:g} s (the limit; abandoned after {out.elapsed:.2f} s): an "
+           f"infinite loop, or a very slow one?")
+    if not out.stopped:
+        msg += (" It is still running in the background: a long call into compiled code cannot be interrupted "
+                "until it returns. If the notebook becomes slow, restart the kernel.")
+    return msg
+
+
+def _diagnosis(extra: object) -> str | None:
+    """The exercise's ``diagnose`` message: its markup when well-formed, else shown literally; capped."""
+    if extra is None:
+        return None
+    text = safe_str(extra, 1000)
+    try:
+        markup.parse(text)
+    except markup.MarkupError:
+        return markup.literal(text)
+    return text
+
+
+def _printed_note(name: str, out: Outcome) -> str:
+    """A short quote of what the learner's function printed during the failing case."""
+    if not out.printed_chars:
+        return ""
+    shown = out.printed[:_PRINT_SHOWN].replace("\r", "").strip().replace("\n", " ⏎ ")
+    more = out.printed_chars - min(out.printed_chars, _PRINT_SHOWN)
+    cut_note = f" … [{more:,} more characters not shown]" if more else ""
+    return f" {name} printed: “{markup.literal(shown)}”{cut_note}."

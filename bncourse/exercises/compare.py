@@ -4,6 +4,11 @@
 list instead of array, torch tensor instead of NumPy array...), wrong length or keys, wrong shape, wrong dtype,
 NaN/inf where the expected values are finite, or values out of tolerance with the largest error and where it is.
 torch is never imported here; tensors are recognised by their type's module.
+
+The learner's result is untrusted: its text goes through ``safe_text`` and ``markup.literal``; an ndarray
+subclass is compared as the plain array it views (never through its own overridden methods), a masked array
+with masked entries and an object array where numbers are expected are refused with a message. Anything else
+a result's own methods raise propagates to the caller (``CodeExercise.check``), which reports it.
 """
 from __future__ import annotations
 
@@ -13,32 +18,42 @@ from typing import Any
 import numpy as np
 
 from . import markup
+from .safe_text import safe_repr, type_name
 
 
-def _is_tensor(x: object) -> bool:
+def is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor (recognised without importing torch)."""
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach") and hasattr(x, "shape")
 
 
 def describe(x: object) -> str:
-    """A short description of a value's type (and shape/dtype for arrays)."""
+    """A short description of a value's type (and shape/dtype for arrays), as markup-safe text."""
     if x is None:
         return "None"
+    name = markup.literal(type_name(x))
+    if isinstance(x, np.ma.MaskedArray):
+        return f"a masked array (np.ma.MaskedArray) of shape {np.ndarray.view(x, np.ndarray).shape}"
     if isinstance(x, np.ndarray):
-        return f"a NumPy array of shape {tuple(x.shape)} and dtype {x.dtype}"
-    if _is_tensor(x):
+        plain = np.ndarray.view(x, np.ndarray)  # a subclass's own attributes are not trusted
+        kind = "a NumPy array" if type(x) is np.ndarray else f"a NumPy array subclass ({name})"
+        return f"{kind} of shape {plain.shape} and dtype {markup.literal(str(plain.dtype)[:80])}"
+    if is_tensor(x):
         return f"a torch.Tensor of shape {tuple(x.shape)} and dtype {str(x.dtype).replace('torch.', '')}"
     if isinstance(x, np.generic):
-        return f"a NumPy scalar of type {type(x).__name__}"
+        return f"a NumPy scalar of type {name}"
     if isinstance(x, (list, tuple)):
-        return f"a {type(x).__name__} of length {len(x)}"
-    return f"a {type(x).__name__}"
+        return f"a {name} of length {(list if isinstance(x, list) else tuple).__len__(x)}"
+    return f"a {name}"
 
 
 def _fmt(v: Any) -> str:
-    try:
-        return f"{v:.6g}"
-    except (TypeError, ValueError):
-        return repr(v)
+    """A number as ``%.6g``; anything else as its (safe, capped, markup-escaped) repr."""
+    if isinstance(v, (numbers.Number, np.number, np.bool_)) and not isinstance(v, np.ndarray):
+        try:
+            return markup.literal(f"{v:.6g}")
+        except Exception:  # noqa: BLE001 - a Number subclass with an odd __format__
+            pass
+    return markup.literal(safe_repr(v, 80))
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:
@@ -52,13 +67,14 @@ def compare(expected: Any, got: Any, *, rtol: float, atol: float, check_dtype: b
     """``None`` if ``got`` matches ``expected`` (within ``rtol``/``atol`` for floats), else a message."""
     if got is None and expected is not None:
         return f"{path} is None: did you forget the `return` statement?"
-    if isinstance(expected, np.ndarray) or _is_tensor(expected):
+    if isinstance(expected, np.ndarray) or is_tensor(expected):
         return _compare_array(expected, got, rtol=rtol, atol=atol, check_dtype=check_dtype, path=path)
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)):
             return f"{path} is {describe(got)}, but a tuple of {len(expected)} values is expected."
-        if len(got) != len(expected):
-            return f"{path} has {len(got)} values, but {len(expected)} are expected."
+        n_got = (list if isinstance(got, list) else tuple).__len__(got)
+        if n_got != len(expected):
+            return f"{path} has {n_got} values, but {len(expected)} are expected."
         for i, (e, g) in enumerate(zip(expected, got)):
             msg = compare(e, g, rtol=rtol, atol=atol, check_dtype=check_dtype, path=f"{path}[{i}]")
             if msg:
@@ -85,7 +101,7 @@ def compare(expected: Any, got: Any, *, rtol: float, atol: float, check_dtype: b
     if isinstance(expected, numbers.Number):
         if isinstance(got, (bool, np.bool_)) or not (
                 isinstance(got, numbers.Number) or (isinstance(got, np.ndarray) and got.ndim == 0)
-                or (_is_tensor(got) and got.ndim == 0)):
+                or (is_tensor(got) and got.ndim == 0)):
             return f"{path} is {describe(got)}, but a number is expected."
         g = complex(got.item()) if hasattr(got, "item") else complex(got)
         e = complex(expected)
@@ -101,26 +117,32 @@ def compare(expected: Any, got: Any, *, rtol: float, atol: float, check_dtype: b
     except Exception:
         equal = False
     if not equal:
-        return (f"{path} is {markup.literal(repr(got)[:80])}, but {markup.literal(repr(expected)[:80])} "
+        return (f"{path} is {markup.literal(safe_repr(got, 80))}, but {markup.literal(safe_repr(expected, 80))} "
                 f"is expected.")
     return None
 
 
 def _compare_array(expected: Any, got: Any, *, rtol: float, atol: float, check_dtype: bool, path: str) -> str | None:
-    want_tensor = _is_tensor(expected)
+    want_tensor = is_tensor(expected)
     kind = "torch.Tensor" if want_tensor else "NumPy array (np.ndarray)"
-    if _is_tensor(got) != want_tensor or not (isinstance(got, np.ndarray) or _is_tensor(got)):
+    if is_tensor(got) != want_tensor or not (isinstance(got, np.ndarray) or is_tensor(got)):
         hint = ""
         if want_tensor and isinstance(got, np.ndarray):
             hint = " Convert with torch.from_numpy, or stay with torch operations."
-        elif not want_tensor and _is_tensor(got):
+        elif not want_tensor and is_tensor(got):
             hint = " This exercise works in NumPy: use NumPy operations (or .numpy() on a tensor)."
         elif isinstance(got, (list, tuple)):
             hint = " Return an array, not a Python sequence (np.asarray converts one)."
         return (f"{path} is {describe(got)}, but a {kind} of shape {tuple(expected.shape)} is expected."
                 + hint)
+    if isinstance(got, np.ma.MaskedArray):
+        n_masked = int(np.count_nonzero(np.ndarray.view(np.ma.getmaskarray(got), np.ndarray)))
+        if n_masked:
+            return (f"{path} is a masked array with {n_masked} masked entries, but a plain NumPy array is "
+                    f"expected: masked entries have no value to compare. Return a plain array "
+                    f"(np.asarray, or .filled(...) to choose the missing values).")
     e = expected.detach().cpu().numpy() if want_tensor else expected
-    g = got.detach().cpu().numpy() if want_tensor else got
+    g = got.detach().cpu().numpy() if want_tensor else np.ndarray.view(got, np.ndarray)
     if tuple(g.shape) != tuple(e.shape):
         hint = ""
         if g.ndim == e.ndim and tuple(g.shape) == tuple(e.shape)[::-1] and g.ndim > 1:
@@ -129,10 +151,13 @@ def _compare_array(expected: Any, got: Any, *, rtol: float, atol: float, check_d
             hint = " Did you reduce over the wrong axis, or forget keepdims=True before broadcasting?"
         return f"{path} has shape {tuple(g.shape)}, but the expected shape is {tuple(e.shape)}.{hint}"
     if check_dtype:
-        gd = str(got.dtype).replace("torch.", "")
+        gd = str(got.dtype if want_tensor else g.dtype).replace("torch.", "")
         ed = str(expected.dtype).replace("torch.", "")
         if gd != ed:
-            return f"{path} has dtype {gd}, but the expected dtype is {ed}."
+            return f"{path} has dtype {markup.literal(gd)}, but the expected dtype is {ed}."
+    if g.dtype.kind in "OV" and e.dtype.kind not in "OV":  # comparing would run the elements' own methods
+        return (f"{path} has dtype {markup.literal(str(g.dtype)[:80])} (not numbers), but numbers are expected: build the "
+                f"result from NumPy operations, or convert it with .astype({e.dtype}).")
     if e.dtype == bool or g.dtype == bool or not (np.issubdtype(e.dtype, np.number) and np.issubdtype(g.dtype, np.number)):
         diff = np.flatnonzero(e != g)
         if diff.size:

@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import markup
+from . import markup, renderers
 from .code_exercise import CodeExercise
 from .feedback import Feedback
 from .question import Question
@@ -63,7 +63,8 @@ def _prompt(q: Question, title: str) -> widgets.HTMLMath:
     return widgets.HTMLMath(value=f"<b>{html.escape(title)}</b><br>{markup.to_html(q.prompt)}")
 
 
-def build_multiple_choice(q: MultipleChoice) -> widgets.VBox:
+@renderers.live(MultipleChoice)
+def build_multiple_choice(q: MultipleChoice, namespace: Mapping[str, Any] | None = None) -> widgets.VBox:
     out = widgets.HTMLMath(value="")
     boxes = [widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="auto")) for _ in q.options]
     rows = [widgets.HBox([b, widgets.HTMLMath(value=markup.to_html(o))]) for b, o in zip(boxes, q.options)]
@@ -91,7 +92,8 @@ def build_multiple_choice(q: MultipleChoice) -> widgets.VBox:
     return w
 
 
-def build_numeric(q: Numeric) -> widgets.VBox:
+@renderers.live(Numeric)
+def build_numeric(q: Numeric, namespace: Mapping[str, Any] | None = None) -> widgets.VBox:
     out = widgets.HTMLMath(value="")
     text = widgets.Text(placeholder="your answer", continuous_update=False)
     units = [widgets.HTMLMath(value=markup.to_html(q.units))] if q.units else []
@@ -117,6 +119,7 @@ def _user_namespace() -> Mapping[str, Any]:
     return ip.user_ns if ip is not None else {}
 
 
+@renderers.live(CodeExercise)
 def build_code(ex: CodeExercise, namespace: Mapping[str, Any] | None = None) -> widgets.VBox:
     out = widgets.HTMLMath(value="")
     hints_box = widgets.HTMLMath(value="")
@@ -163,11 +166,6 @@ def build_code(ex: CodeExercise, namespace: Mapping[str, Any] | None = None) -> 
 
 
 def build(q: Question, namespace: Mapping[str, Any] | None = None) -> widgets.VBox:
-    """The live widget of any question."""
-    if isinstance(q, MultipleChoice):
-        return build_multiple_choice(q)
-    if isinstance(q, Numeric):
-        return build_numeric(q)
-    if isinstance(q, CodeExercise):
-        return build_code(q, namespace)
-    raise TypeError(f"no widget rendering for {type(q).__name__}")
+    """The live widget of any question (the function registered for its class); ``namespace`` is where a code
+    exercise looks up the learner's function (default: the notebook's), unused by quizzes."""
+    return renderers.lookup(renderers.LIVE, q, "live")(q, namespace=namespace)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import markup, registry
+from . import markup, registry, renderers
+from .safe_text import exception_text
 from .feedback import Feedback
 
 
@@ -14,8 +15,6 @@ class Question:
     (``application/vnd.jupyter.widget-view+json``, chosen by Jupyter) and a self-contained HTML/JS quiz
     (``text/html``, chosen by the website build through ``nb_mime_priority_overrides`` in ``_config.yml``).
     """
-
-    kind: str = "question"
 
     def __init__(self, *, id: str, prompt: str, hint: str | None = None, explanation: str | None = None) -> None:
         self.id = registry.check_id(id)
@@ -32,21 +31,27 @@ class Question:
     def _hint_tail(self) -> str:
         return f"Hint: {self.hint}" if self.hint else ""
 
+    def grade(self, answer: Any) -> Feedback:
+        """Grade an answer. Never raises: an answer that cannot be read gets a failing :class:`Feedback`."""
+        try:
+            return self._grade(answer)
+        except Exception as exc:  # noqa: BLE001 - an odd answer object must not crash the page
+            return Feedback(False, f"This answer could not be read ({markup.literal(exception_text(exc))}).")
+
+    def _grade(self, answer: Any) -> Feedback:
+        raise NotImplementedError
+
     def _right(self, verdict: str) -> Feedback:
         return Feedback(True, " ".join(p for p in (verdict, self.explanation or "") if p))
 
     # ----- renderings ---------------------------------------------------------------------------------------
     def to_html(self) -> str:
         """The self-contained static HTML/JS rendering (inline CSS and JS, all text escaped)."""
-        from .static_html import render
-
-        return render(self)
+        return renderers.lookup(renderers.STATIC, self, "static")(self)
 
     def widget(self, namespace: dict[str, Any] | None = None):
         """The live ipywidgets rendering (a ``VBox``). ``namespace`` only matters for code exercises."""
-        from .live_widgets import build
-
-        return build(self, namespace=namespace)
+        return renderers.lookup(renderers.LIVE, self, "live")(self, namespace=namespace)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         bundle: dict[str, Any] = {"text/plain": repr(self), "text/html": self.to_html()}

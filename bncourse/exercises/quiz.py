@@ -6,26 +6,21 @@ where the learner's own input is echoed (escaped).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from . import markup
 from .feedback import Feedback
+from .numeric_answer import cut, echo, parse_answer
 from .question import Question
+from .safe_text import safe_repr
 
 SLOT_VALUE = "\x00value\x00"
 SLOT_REST = "\x00rest\x00"
 SLOT_FOUND = "\x00found\x00"
-
-# The number syntax accepted by Numeric, here and in the website's JavaScript (static_html.py): a decimal
-# literal with optional exponent, or a fraction of two of them. No "inf", "nan", "1_000" or "0,5".
-NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-# What typed text after the number must start with to be read as a unit ("ms", "%", "µs"), here and in JS.
-UNIT_START_RE = r"^[A-Za-z%\u00b0\u00b5\u03bc]"
-ANSWER_RE = re.compile(rf"^({NUMBER_RE})(?:\s*/\s*({NUMBER_RE}))?\s*(.*)$", re.S | re.A)
-
+_MAX_SELECTION = 1000
 
 def _fill(template: str, **slots: str) -> str:
     for name, value in slots.items():
@@ -42,7 +37,7 @@ class MultipleChoice(Question):
 
     Args:
         id: unique id (letters, digits, ``-_.``).
-        prompt: the question (markup: ``$math$``, ```code```).
+        prompt: the question (markup: ``$math$``, ```code```, ``*emphasis*``, ``**strong**``).
         options: at least two distinct, non-empty option texts.
         answer: index of the right option, or a non-empty list of distinct indices (multi-answer: tick all).
         feedback: optional message per option index, shown when that (wrong) option is chosen.
@@ -122,7 +117,7 @@ class MultipleChoice(Question):
         parts["hint"] = self._hint_tail()
         return parts
 
-    def grade(self, selection: int | Iterable[int] | None) -> Feedback:
+    def _grade(self, selection: int | Iterable[int] | None) -> Feedback:
         """Grade a selection: an option index (single answer) or a collection of indices (multi-answer)."""
         parts = self.message_parts()
         n = len(self.options)
@@ -132,15 +127,19 @@ class MultipleChoice(Question):
             chosen = [int(selection)]
         elif isinstance(selection, (str, bytes)) or not isinstance(selection, Iterable):
             return Feedback(False, f"An answer is an option number (0..{n - 1})"
-                                   f"{' or a list of them' if self.multi else ''}, not {markup.literal(repr(selection))}.")
+                                   f"{' or a list of them' if self.multi else ''}, not "
+                                   f"{markup.literal(safe_repr(selection, 80))}.")
         else:
-            chosen = list(selection)
+            chosen = list(itertools.islice(selection, _MAX_SELECTION + 1))  # an endless iterable stops here
+            if len(chosen) > _MAX_SELECTION:
+                return Feedback(False, f"That selection has more than {_MAX_SELECTION} entries; there are {n} options.")
             if not all(_is_index(c) for c in chosen):
-                return Feedback(False, f"Option numbers must be integers, got {markup.literal(repr(chosen))}.")
+                return Feedback(False, f"Option numbers must be integers, got {markup.literal(safe_repr(chosen, 80))}.")
             chosen = sorted({int(c) for c in chosen})
         bad = [c for c in chosen if not 0 <= c < n]
         if bad:
-            return Feedback(False, f"There is no option {bad[0]}: the options are numbered 0..{n - 1}.")
+            return Feedback(False, f"There is no option {markup.literal(cut(str(bad[0])))}: the options are "
+                                   f"numbered 0..{n - 1}.")
         if not chosen:
             return Feedback(False, parts["none"])
         if not self.multi:
@@ -168,7 +167,8 @@ class Numeric(Question):
         tol: accepted absolute error (``>= 0``); default ``1e-6 * max(1, |answer|)``.
         units: the unit the answer is given in (shown next to the input box; a learner may type it or not).
 
-    The learner types a decimal number (``0.25``, ``-3``, ``1e-3``) or a fraction (``2/5``).
+    The learner types a decimal number (``0.25``, ``-3``, ``1e-3``) or a fraction (``2/5``), optionally with
+    the unit; the exact grammar, shared with the website's JavaScript, is in ``numeric_answer``.
     """
 
     def __init__(self, *, id: str, prompt: str, answer: float, tol: float | None = None, units: str | None = None,
@@ -216,46 +216,31 @@ class Numeric(Question):
         }
 
     def parse(self, text: str) -> tuple[str, float | str]:
-        """Parse typed input: ``("ok", value)``, or ``(key, detail)`` with key ``empty``/``nan``/``unit``."""
-        s = text.strip()
-        if not s:
-            return "empty", ""
-        m = ANSWER_RE.match(s)
-        if not m:
-            return "nan", s
-        num, den, rest = m.group(1), m.group(2), m.group(3).strip()
-        if rest and rest != (self.units or None):
-            return ("unit", rest) if self.units and re.match(UNIT_START_RE, rest) else ("nan", s)
-        value = float(num)
-        if den is not None:
-            d = float(den)
-            if d == 0:
-                return "nan", s
-            value /= d
-        if not math.isfinite(value):
-            return "nan", s
-        return "ok", value
+        """Parse typed input by the grammar of ``numeric_answer`` (the website's JavaScript reads it alike):
+        ``("ok", value)``, or ``(key, detail)`` with key ``empty``/``nan``/``unit``."""
+        return parse_answer(text, self.units)
 
-    def grade(self, value: float | str | None) -> Feedback:
+    def _grade(self, value: float | str | None) -> Feedback:
         """Grade a typed string (``"0.4"``, ``"2/5"``, ``"0.4 s"``) or a number."""
         parts = self.message_parts()
         if value is None:
             return Feedback(False, parts["empty"])
         if isinstance(value, str):
-            echo = value.strip()
+            shown = echo(value)
             key, parsed = self.parse(value)
             if key != "ok":
-                msg = _fill(parts[key], value=echo, rest=str(parsed))
+                msg = _fill(parts[key], value=shown, rest=str(parsed))
                 return Feedback(False, " ".join(p for p in (msg, parts["hint"] if key != "empty" else "") if p))
             x = float(parsed)
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             x = float(value)
-            echo = f"{x:g}"
+            shown = f"{x:g}"
             if not math.isfinite(x):
-                return Feedback(False, " ".join(p for p in (_fill(parts["nan"], value=echo), parts["hint"]) if p))
+                return Feedback(False, " ".join(p for p in (_fill(parts["nan"], value=shown), parts["hint"]) if p))
         else:
-            return Feedback(False, " ".join(p for p in (_fill(parts["nan"], value=repr(value)), parts["hint"]) if p))
+            shown = safe_repr(value, 80)
+            return Feedback(False, " ".join(p for p in (_fill(parts["nan"], value=shown), parts["hint"]) if p))
         if abs(x - self.answer) <= self.slack:
-            return Feedback(True, _fill(parts["right"], value=echo))
+            return Feedback(True, _fill(parts["right"], value=shown))
         key = "high" if x > self.answer else "low"
-        return Feedback(False, " ".join(p for p in (_fill(parts[key], value=echo), parts["hint"]) if p))
+        return Feedback(False, " ".join(p for p in (_fill(parts[key], value=shown), parts["hint"]) if p))

@@ -4,7 +4,8 @@ No external library and no kernel: multiple-choice and numeric answers are check
 feedback message is produced by the Python grading code (``message_parts``), rendered to escaped HTML here
 and hidden; the script only decides which parts to show and echoes the learner's input with ``textContent``.
 Math in any text becomes ``<span class="math">\\(...\\)</span>``, which the page's MathJax typesets.
-Code exercises show the task, hints and a collapsible solution, and how to check code live.
+Code exercises show the task, hints and a collapsible solution, and how to check code live. Typed numbers are
+read by ``numeric_answer``'s JavaScript, the same grammar as the Python grader's.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import html
 import itertools
 import json
 
-from . import markup
+from . import markup, renderers
 from .code_exercise import CodeExercise
 from .question import Question
-from .quiz import NUMBER_RE, SLOT_FOUND, UNIT_START_RE, SLOT_REST, SLOT_VALUE, MultipleChoice, Numeric
+from . import numeric_answer
+from .quiz import SLOT_FOUND, SLOT_REST, SLOT_VALUE, MultipleChoice, Numeric
 
 _counter = itertools.count(1)
 
@@ -41,7 +43,7 @@ CSS = """
 # One function per page, defined by the first quiz; every quiz calls it with its own root element.
 JS = r"""
 (function(root){
-if(!window.bncourseQuiz){window.bncourseQuiz=function(root){
+if(!window.bncourseQuiz){""" + numeric_answer.JS + r"""window.bncourseQuiz=function(root){
   var data=JSON.parse(root.querySelector('script.bnc-data').textContent);
   var fb=root.querySelector('.bnc-feedback');
   function show(keys,ok,slots){
@@ -66,21 +68,12 @@ if(!window.bncourseQuiz){window.bncourseQuiz=function(root){
       show(withHint(keys),false,{found:String(found)});return;
     }
     if(data.kind==='numeric'){
-      var raw=root.querySelector('input.bnc-number').value.trim();
-      if(!raw){show(['empty'],false);return;}
-      var m=new RegExp('^('+data.num+')(?:\\s*/\\s*('+data.num+'))?\\s*([\\s\\S]*)$').exec(raw);
-      if(!m){show(withHint(['nan']),false,{value:raw});return;}
-      var rest=m[3].trim();
-      if(rest&&rest!==(data.units||null)){
-        if(data.units&&new RegExp(data.unit_start).test(rest)){show(withHint(['unit']),false,{rest:rest});}
-        else{show(withHint(['nan']),false,{value:raw});}
-        return;
-      }
-      var v=parseFloat(m[1]);
-      if(m[2]!==undefined){var d=parseFloat(m[2]);if(d===0){show(withHint(['nan']),false,{value:raw});return;}v=v/d;}
-      if(!isFinite(v)){show(withHint(['nan']),false,{value:raw});return;}
-      if(Math.abs(v-data.answer)<=data.slack){show(['right'],true,{value:raw});return;}
-      show(withHint([v>data.answer?'high':'low']),false,{value:raw});
+      var p=bncourseParseAnswer(root.querySelector('input.bnc-number').value,data.units,data.grammar);
+      if(p[0]==='empty'){show(['empty'],false);return;}
+      if(p[0]==='nan'){show(withHint(['nan']),false,{value:p[1]});return;}
+      if(p[0]==='unit'){show(withHint(['unit']),false,{rest:p[1]});return;}
+      if(Math.abs(p[1]-data.answer)<=data.slack){show(['right'],true,{value:p[2]});return;}
+      show(withHint([p[1]>data.answer?'high':'low']),false,{value:p[2]});
     }
   }
   var c=root.querySelector('button.bnc-check');if(c){c.addEventListener('click',check);}
@@ -132,6 +125,7 @@ def _buttons(q: Question) -> str:
     return f'<div><button type="button" class="bnc-check">Check</button>{hint}</div>'
 
 
+@renderers.static(MultipleChoice)
 def render_multiple_choice(q: MultipleChoice) -> str:
     kind = "checkbox" if q.multi else "radio"
     group = f"bnc-{q.id}-{next(_counter)}"
@@ -145,17 +139,18 @@ def render_multiple_choice(q: MultipleChoice) -> str:
     return _frame(q, "mc", title, body, data)
 
 
+@renderers.static(Numeric)
 def render_numeric(q: Numeric) -> str:
     units = f" {markup.to_html(q.units)}" if q.units else ""
     body = (f'<div class="bnc-options"><input type="text" class="bnc-number" inputmode="decimal" '
             f'aria-label="your answer" autocomplete="off">{units}</div>{_buttons(q)}'
             f'<div class="bnc-feedback" aria-live="polite" hidden>{_messages(q.message_parts())}</div>')
     data = {"kind": "numeric", "answer": q.answer, "slack": q.slack, "units": q.units,
-            "num": NUMBER_RE, "unit_start": UNIT_START_RE,
-            "hint": bool(q.hint)}
+            "grammar": numeric_answer.js_grammar(), "hint": bool(q.hint)}
     return _frame(q, "numeric", "Self-check", body, data)
 
 
+@renderers.static(CodeExercise)
 def render_code(ex: CodeExercise) -> str:
     hints = "".join(f"<details><summary>Hint {i + 1}</summary>{markup.to_html(h)}</details>"
                     for i, h in enumerate(ex.hints))
@@ -170,11 +165,5 @@ def render_code(ex: CodeExercise) -> str:
 
 
 def render(q: Question) -> str:
-    """Static HTML of any question."""
-    if isinstance(q, MultipleChoice):
-        return render_multiple_choice(q)
-    if isinstance(q, Numeric):
-        return render_numeric(q)
-    if isinstance(q, CodeExercise):
-        return render_code(q)
-    raise TypeError(f"no static rendering for {type(q).__name__}")
+    """Static HTML of any question (the function registered for its class)."""
+    return renderers.lookup(renderers.STATIC, q, "static")(q)
