@@ -1,4 +1,4 @@
-"""The normalization family in NumPy: one standardize forward, one compact backward, five layers.
+"""The normalization family in NumPy: one standardize forward, one compact backward, four layers.
 
 ``standardize_forward(x, axes)`` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and
 the biased variance over ``axes``; ``standardize_backward(dx_hat, cache)`` is the compact backward.

@@ -1,6 +1,6 @@
 """``LayerNorm``, ``GroupNorm``, ``InstanceNorm1d/2d/3d``, ``RMSNorm``: drop-in for ``torch.nn``'s.
 
-Each is a thin ``torch.nn.Module`` over a functional of :mod:`bncourse.torch.standardize`, with
+Each is a thin ``torch.nn.Module`` over a functional of :mod:`bncourse.torch.norm_functional`, with
 torch's constructor arguments (``device``/``dtype`` included), parameters, buffers, ``state_dict``
 keys, ``extra_repr`` and error messages. Nothing of torch's native normalization is used.
 
@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from .modules import _BatchNorm
-from .standardize import group_norm, instance_norm, layer_norm, rms_norm
+from .norm_functional import group_norm, instance_norm, layer_norm, rms_norm
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"]
 

@@ -1,5 +1,5 @@
 """Batch Renormalization (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
-in Batch-Normalized Models"), on the same :func:`~bncourse.torch.standardize.standardize` as the rest.
+in Batch-Normalized Models"), on the same :func:`~bncourse.torch.standardize` as the rest.
 
 Training, per channel, with the batch statistics ``mu_B``, ``sigma_B = sqrt(var_B + eps)`` and the
 running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the paper)::
@@ -24,19 +24,16 @@ so far (``num_batches_tracked`` before the step). :func:`linear_ramp` builds the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from .. import _checks
 from .modules import _BatchNorm
-from .standardize import _affine, _cast, _compute_dtype, standardize
+from .norm_functional import _affine, _cast, _compute_dtype, standardize
 
 __all__ = ["BatchRenorm1d", "BatchRenorm2d", "batch_renorm", "linear_ramp", "paper_schedule"]
-
-Limit = Union[float, Callable[[int], float]]
-
 
 @dataclass(frozen=True)
 class linear_ramp:  # noqa: N801  (used like a function)
@@ -135,7 +132,8 @@ class _BatchRenorm(_BatchNorm):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, device=None, dtype=None, *, bias: bool = True,
-                 r_max: Limit = 3.0, d_max: Limit = 5.0) -> None:
+                 r_max: float | Callable[[int], float] = 3.0,
+                 d_max: float | Callable[[int], float] = 5.0) -> None:
         super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
         self.r_max = r_max
         self.d_max = d_max

@@ -1,22 +1,24 @@
 """One idea behind BatchNorm, LayerNorm, InstanceNorm, GroupNorm and RMSNorm: standardize over some axes.
 
-:func:`standardize` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and the (biased)
-variance taken over the given ``dims``; the layers differ only in those dims (for ``(N, C, H, W)``):
+:func:`~bncourse.torch.standardize` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and
+the (biased) variance taken over the given ``dims``; the layers differ only in those dims (for an input
+of shape ``(N, C, H, W)``):
 
-=============  ===========================================  =======================
-layer          statistics pooled over                       :func:`standardize` call
-=============  ===========================================  =======================
+=============  ===========================================  ==================================
+layer          statistics pooled over                       ``standardize`` call
+=============  ===========================================  ==================================
 BatchNorm      the batch and the positions, per channel     dims ``(0, 2, 3)``
 LayerNorm      the last ``len(normalized_shape)`` axes      dims ``(-3, -2, -1)``
 InstanceNorm   the positions, per sample and channel        dims ``(2, 3)``
-GroupNorm      a group of channels and the positions        ``(N, G, C/G*H*W)``, dims ``(2,)``
+GroupNorm      a group of channels and the positions        view ``(N, G, C/G*H*W)``, dims ``(2,)``
 RMSNorm        like LayerNorm, without centring             dims ``(-1,)``, ``center=False``
-=============  ===========================================  =======================
+=============  ===========================================  ==================================
 
-The functionals here (:func:`layer_norm`, :func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`)
-have ``torch.nn.functional``'s signatures, results and error messages (torch 2.13, CPU wording). They
-are written with plain differentiable tensor ops, so autograd supplies the backward and the double
-backward. float16/bfloat16 input is computed in float32 and returned in the input dtype.
+The functionals here (:func:`~bncourse.torch.layer_norm`, :func:`~bncourse.torch.group_norm`,
+:func:`~bncourse.torch.instance_norm`, :func:`~bncourse.torch.rms_norm`) have
+``torch.nn.functional``'s signatures, results and error messages (torch 2.13, CPU wording). They are
+written with plain differentiable tensor ops, so autograd supplies the backward and the double backward.
+float16/bfloat16 input is computed in float32 and returned in the input dtype.
 """
 from __future__ import annotations
 
@@ -194,7 +196,7 @@ def group_norm(
     """Same signature, results and errors as ``torch.nn.functional.group_norm``.
 
     ``input`` ``(N, C, *spatial)``; ``weight``, ``bias`` ``(C,)``. Statistics per sample over
-    each group of ``C / num_groups`` channels and all positions: :func:`standardize` over the last
+    each group of ``C / num_groups`` channels and all positions: :func:`~bncourse.torch.standardize` over the last
     axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
     """
     _check_tensor("group_norm", "input", 1, input, optional=False)
