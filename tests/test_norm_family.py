@@ -15,6 +15,7 @@ import copy
 import inspect
 import io
 import pickle
+import re
 import warnings
 from collections import OrderedDict
 
@@ -365,6 +366,7 @@ ERROR_CASES = {
     "GN weight dtype": lambda ns, f: f.group_norm(_x(4, 6), 3, torch.ones(6, dtype=torch.float64)),
     "GN weight shape": lambda ns, f: f.group_norm(_x(4, 6), 3, torch.ones(5)),
     "GN bias shape": lambda ns, f: f.group_norm(_x(4, 6, 5), 3, None, torch.ones(3)),
+    "GN bias shape with weight": lambda ns, f: f.group_norm(_x(4, 6, 5), 3, torch.ones(6), torch.ones(3)),
     "GN functional not divisible": lambda ns, f: f.group_norm(_x(4, 6), 4),
     "IN2d rank": lambda ns, f: ns.InstanceNorm2d(3)(_x(4, 3)),
     "IN1d rank": lambda ns, f: ns.InstanceNorm1d(3)(_x(4, 3, 2, 2)),
@@ -408,11 +410,53 @@ def test_errors_match_torch(label):
     assert outcome(bt, bt) == expected
 
 
+def _np_x(*shape):
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+# (label, the NumPy call, the same through torch.nn): the NumPy layers raise torch's type and wording
+# (sizes spelled (4, 3, 1) instead of torch.Size([4, 3, 1]), as elsewhere in bncourse.numpy).
+NUMPY_ERROR_CASES = {
+    "LN input shape": (lambda: bnp.LayerNorm([4]).forward(_np_x(4, 6, 5)),
+                       lambda: nn.LayerNorm([4])(_x(4, 6, 5))),
+    "LN empty normalized_shape": (lambda: bnp.LayerNorm([]).forward(_np_x(4, 6, 5)),
+                                  lambda: nn.LayerNorm([])(_x(4, 6, 5))),
+    "RMS input shape": (lambda: bnp.RMSNorm([6, 4]).forward(_np_x(4, 6, 5)),
+                        lambda: nn.RMSNorm([6, 4])(_x(4, 6, 5))),
+    "GN not divisible (ctor)": (lambda: bnp.GroupNorm(3, 10), lambda: nn.GroupNorm(3, 10)),
+    "GN channels not divisible": (lambda: bnp.GroupNorm(3, 6).forward(_np_x(4, 7, 5)),
+                                  lambda: nn.GroupNorm(3, 6)(_x(4, 7, 5))),
+    "GN wrong channels": (lambda: bnp.GroupNorm(3, 6).forward(_np_x(4, 9, 5)),
+                          lambda: nn.GroupNorm(3, 6)(_x(4, 9, 5))),
+    "GN 1D input": (lambda: bnp.GroupNorm(3, 6).forward(_np_x(6)), lambda: nn.GroupNorm(3, 6)(_x(6))),
+    "IN one spatial element": (lambda: bnp.InstanceNorm(3).forward(_np_x(4, 3, 1)),
+                               lambda: nn.InstanceNorm1d(3)(_x(4, 3, 1))),
+    "IN affine channel mismatch": (lambda: bnp.InstanceNorm(3, affine=True).forward(_np_x(4, 5, 6)),
+                                   lambda: nn.InstanceNorm1d(3, affine=True)(_x(4, 5, 6))),
+    "IN tracking channel mismatch": (
+        lambda: bnp.InstanceNorm(3, track_running_stats=True).forward(_np_x(4, 5, 6)),
+        lambda: nn.InstanceNorm1d(3, track_running_stats=True)(_x(4, 5, 6))),
+}
+
+
+@pytest.mark.filterwarnings("ignore:input's size at dim=1 does not match num_features")
+@pytest.mark.parametrize("label", list(NUMPY_ERROR_CASES))
+def test_numpy_errors_match_torch(label):
+    ours, theirs = NUMPY_ERROR_CASES[label]
+    with pytest.raises(Exception) as expected:
+        theirs()
+    with pytest.raises(type(expected.value)) as got:
+        ours()
+    assert type(got.value) is type(expected.value)
+    assert str(got.value) == re.sub(r"torch\.Size\(\[([^\]]*)\]\)", r"(\1)", str(expected.value))
+
+
 def test_instance_norm_channel_mismatch_warns_like_torch():
-    for ns in (nn, bt):
+    for layer in (nn.InstanceNorm1d(3), bt.InstanceNorm1d(3), bnp.InstanceNorm(3)):
+        x = _x(4, 5, 6)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            y = ns.InstanceNorm1d(3)(_x(4, 5, 6))
+            y = layer(x.numpy() if isinstance(layer, bnp.InstanceNorm) else x)
         assert y.shape == (4, 5, 6)
         assert [str(w.message) for w in caught] == [
             "input's size at dim=1 does not match num_features. You can silence this warning by not "

@@ -22,11 +22,16 @@ Compact backward, with ``g = dL/dx_hat`` and means over ``axes``::
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Sequence
 
 import numpy as np
+
+from bncourse import _checks
+from bncourse._norm_checks import (check_group_norm, check_group_norm_ctor, check_normalized_shape,
+                                   check_num_features, check_spatial_size)
 
 __all__ = [
     "StandardizeCache",
@@ -143,6 +148,9 @@ class _Standardized:
     def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def _check(self, x: np.ndarray) -> None:
+        """Raise torch's error for an input this layer cannot take."""
+
     def _given_stats(self, xv: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         return None, None
 
@@ -152,6 +160,7 @@ class _Standardized:
     # --- forward / backward ------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` -> ``y`` of the same shape (see the subclass for the accepted shapes)."""
+        self._check(x)
         xv = self._view(x)
         mean, var = self._given_stats(xv)
         x_hat, cache = standardize_forward(xv, self._axes(xv), self._eps(x), center=self.center,
@@ -202,6 +211,10 @@ class _Standardized:
         return {"weight": self.weight, "bias": self.bias}
 
 
+def _shape(a: np.ndarray | None) -> tuple[int, ...] | None:
+    return None if a is None else tuple(a.shape)
+
+
 def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(normalized_shape, Integral):
         return (int(normalized_shape),)
@@ -222,10 +235,11 @@ class LayerNorm(_Standardized):
         self.weight = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
         self.bias = np.zeros(self.normalized_shape, dtype) if elementwise_affine and bias else None
 
+    def _check(self, x: np.ndarray) -> None:
+        check_normalized_shape(self.normalized_shape, x.shape, _shape(self.weight), _shape(self.bias),
+                               rms=not self.center)
+
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
-        if tuple(x.shape[x.ndim - len(self.normalized_shape):]) != self.normalized_shape:
-            raise ValueError(f"expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
-                             f"got {tuple(x.shape)}")
         return tuple(range(-len(self.normalized_shape), 0))
 
     def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
@@ -269,13 +283,15 @@ class GroupNorm(_PerChannel):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  *, bias: bool = True, dtype: type = np.float32) -> None:
         super().__init__()
-        if num_channels % num_groups != 0:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        check_group_norm_ctor(num_groups, num_channels)
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self._init_params(num_channels, affine, bias, dtype)
 
+    def _check(self, x: np.ndarray) -> None:
+        check_group_norm(x.shape, self.num_groups, _shape(self.weight), _shape(self.bias))
+
     def _view(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(x.shape[0], self.num_groups, -1)        # (N, G, C/G * S)
+        return x.reshape(x.shape[0], self.num_groups, x.size // max(x.shape[0] * self.num_groups, 1))
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (2,)
@@ -299,6 +315,18 @@ class InstanceNorm(_PerChannel):
         self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
         self.running_var = np.ones(num_features, dtype) if track_running_stats else None
         self.num_batches_tracked = np.array(0, np.int64) if track_running_stats else None
+
+    def _check(self, x: np.ndarray) -> None:
+        _checks.check_input_rank(x.ndim)
+        use_input_stats = self.training or not self.track_running_stats
+        if use_input_stats:
+            check_spatial_size(x.shape, torch_style=False)
+        mismatch = check_num_features(1, x.shape[1], self.num_features, self.weight is not None)
+        if mismatch:
+            warnings.warn(mismatch, stacklevel=3)
+        if self.track_running_stats:
+            n = x.shape[0]    # torch counts the N * C channels of its (1, N * C, *spatial) view
+            _checks.check_param_sizes(n * x.shape[1], running_mean=n * self.num_features)
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return tuple(range(2, x.ndim))

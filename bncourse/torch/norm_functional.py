@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .._norm_checks import check_group_norm, check_normalized_shape, check_spatial_size
 
 __all__ = ["standardize", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
 
@@ -80,9 +81,8 @@ def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor
     return y if bias is None else y + bias
 
 
-def _size(shape: Sequence[int]) -> str:
-    """ATen's ``IntArrayRef`` printing: ``[4, 6, 5]``."""
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+def _shape(t: Tensor | None) -> tuple[int, ...] | None:
+    return None if t is None else tuple(t.shape)
 
 
 def _dtype_name(t: Tensor | None) -> str | None:
@@ -120,22 +120,6 @@ def _normalized_shape(fn: str, normalized_shape: object) -> tuple[int, ...]:
     return tuple(int(s) for s in normalized_shape)
 
 
-def _check_normalized(input: Tensor, shape: tuple[int, ...], weight: Tensor | None,
-                      bias: Tensor | None, star: str) -> None:
-    """ATen's ``_check_layer_norm_inputs`` / ``_check_rms_norm_inputs``, in their order."""
-    if len(shape) == 0:
-        raise RuntimeError("Expected normalized_shape to be at least 1-dimensional, i.e., containing "
-                           "at least one element, but got normalized_shape = []")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and tuple(p.shape) != shape:
-            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
-                               f"{name} of shape {_size(p.shape)} and normalized_shape = {_size(shape)}")
-    k = len(shape)
-    if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
-        raise RuntimeError(f"Given normalized_shape={_size(shape)}, expected input with shape "
-                           f"[*{star}{_size(shape)[1:-1]}], but got input of size{_size(input.shape)}")
-
-
 def layer_norm(
     input: Tensor,
     normalized_shape: Sequence[int],
@@ -152,7 +136,7 @@ def layer_norm(
     shape = _normalized_shape("layer_norm", normalized_shape)
     _check_tensor("layer_norm", "weight", 3, weight)
     _check_tensor("layer_norm", "bias", 4, bias)
-    _check_normalized(input, shape, weight, bias, star=", ")
+    check_normalized_shape(shape, tuple(input.shape), _shape(weight), _shape(bias))
     _check_kernel_dtypes("LayerNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
     dims = tuple(range(-len(shape), 0))
@@ -175,7 +159,7 @@ def rms_norm(
     _check_tensor("rms_norm", "input", 1, input, optional=False)
     shape = _normalized_shape("rms_norm", normalized_shape)
     _check_tensor("rms_norm", "weight", 3, weight)
-    _check_normalized(input, shape, weight, None, star="")
+    check_normalized_shape(shape, tuple(input.shape), _shape(weight), rms=True)
     if _dtype_name(input) not in _checks.FLOAT_DTYPES:
         raise NotImplementedError(
             f"\"rms_norm\" not implemented for '{_checks.torch_type_name(_dtype_name(input))}'")
@@ -202,19 +186,8 @@ def group_norm(
     _check_tensor("group_norm", "input", 1, input, optional=False)
     _check_tensor("group_norm", "weight", 3, weight)
     _check_tensor("group_norm", "bias", 4, bias)
-    if input.dim() < 2:
-        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.dim()}")
+    check_group_norm(tuple(input.shape), num_groups, _shape(weight), _shape(bias))
     n, c = input.shape[:2]
-    if c % num_groups != 0:
-        raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but "
-                           f"got input of shape {_size(input.shape)} and num_groups={num_groups}")
-    # torch 2.13's bias message prints the *weight's* shape ([0] without weight); kept verbatim
-    shown = _size(weight.shape) if weight is not None else "[0]"
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and (p.dim() != 1 or p.numel() != c):
-            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels "
-                               f"in input, but got {name} of shape {shown} and input of shape "
-                               f"{_size(input.shape)}")
     _check_kernel_dtypes("GroupNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
     grouped = input.to(ct).reshape(n, num_groups, input.numel() // max(n * num_groups, 1))  # (N, G, C/G * S)
@@ -243,10 +216,7 @@ def instance_norm(
     """
     _check_tensor("instance_norm", "input", 1, input, optional=False)
     if use_input_stats:
-        spatial = math.prod(input.shape[2:])
-        if spatial == 1:
-            raise ValueError("Expected more than 1 spatial element when training, got input size "
-                             + _checks.format_size(input.shape))
+        check_spatial_size(tuple(input.shape))
     if not use_input_stats and (running_mean is None or running_var is None):
         raise RuntimeError("Expected running_mean and running_var to be defined when "
                            "use_input_stats is false")
