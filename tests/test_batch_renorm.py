@@ -211,7 +211,8 @@ def test_unclipped_gradient_is_r_times_batchnorms():
     """With r and d free (no clipping) and constant in the backward, dx = r * dx_BN per channel."""
     g = torch.Generator().manual_seed(6)
     x = _batch((6, 3, 4), g).requires_grad_()
-    rm, rv = torch.randn(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64) + 1
+    rm = torch.randn(3, generator=g, dtype=torch.float64)
+    rv = torch.rand(3, generator=g, dtype=torch.float64) + 1
     dy = torch.randn(x.shape, generator=g, dtype=torch.float64)
     y = bt.batch_renorm(x, rm.clone(), rv.clone(), None, None, True, 0.1, 1e-5, r_max=100.0, d_max=100.0)
     (dx,) = torch.autograd.grad(y, x, dy)

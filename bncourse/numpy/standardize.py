@@ -107,7 +107,8 @@ def standardize_backward(dx_hat: np.ndarray, cache: StandardizeCache) -> np.ndar
 def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``a`` down to ``shape`` (the inverse of broadcasting ``shape`` up to ``a.shape``)."""
     lead = a.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and a.shape[lead + i] != 1)
     return a.sum(axis=axes).reshape(shape) if axes else a.reshape(shape)
 
 
@@ -242,6 +243,11 @@ class LayerNorm(_Standardized):
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return tuple(range(-len(self.normalized_shape), 0))
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.weight is not None}"
+                + ("" if not self.center else f", bias={self.bias is not None}") + ")")
+
     def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
         return self.normalized_shape
 
@@ -296,6 +302,10 @@ class GroupNorm(_PerChannel):
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (2,)
 
+    def __repr__(self) -> str:
+        return (f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
+                f"affine={self.weight is not None}, bias={self.bias is not None})")
+
 
 class InstanceNorm(_PerChannel):
     """``torch.nn.InstanceNorm1d/2d/3d`` in NumPy (with a batch axis): per sample and channel, over
@@ -330,6 +340,11 @@ class InstanceNorm(_PerChannel):
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return tuple(range(2, x.ndim))
+
+    def __repr__(self) -> str:
+        return (f"InstanceNorm({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.weight is not None}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats})")
 
     def _given_stats(self, xv):
         if self.training or not self.track_running_stats:

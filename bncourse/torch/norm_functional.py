@@ -77,6 +77,8 @@ def standardize(
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """``x_hat * weight + bias`` (each optional; already shaped to broadcast)."""
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias, x_hat, weight)       # one fused op (forward and backward)
     y = x_hat if weight is None else x_hat * weight
     return y if bias is None else y + bias
 
@@ -141,7 +143,7 @@ def layer_norm(
     ct = _compute_dtype(input.dtype)
     dims = tuple(range(-len(shape), 0))
     x_hat, _, _ = standardize(input.to(ct), dims, eps)
-    return _affine(x_hat, _cast(weight, ct), _cast(bias, ct)).to(input.dtype)
+    return _affine(x_hat, _cast(weight, ct), _cast(bias, ct)).to(input.dtype).contiguous()  # as torch's
 
 
 def rms_norm(
@@ -167,7 +169,8 @@ def rms_norm(
     eps = torch.finfo(ct).eps if eps is None else eps
     dims = tuple(range(-len(shape), 0))
     x_hat, _, _ = standardize(input.to(ct), dims, eps, center=False)
-    return _affine(x_hat, _cast(weight, ct), None).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct), None).to(input.dtype)
+    return y.contiguous(memory_format=_memory_format(input))   # torch keeps channels_last only
 
 
 def group_norm(
@@ -180,8 +183,8 @@ def group_norm(
     """Same signature, results and errors as ``torch.nn.functional.group_norm``.
 
     ``input`` ``(N, C, *spatial)``; ``weight``, ``bias`` ``(C,)``. Statistics per sample over
-    each group of ``C / num_groups`` channels and all positions: :func:`~bncourse.torch.standardize` over the last
-    axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
+    each group of ``C / num_groups`` channels and all positions: :func:`~bncourse.torch.standardize`
+    over the last axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
     """
     _check_tensor("group_norm", "input", 1, input, optional=False)
     _check_tensor("group_norm", "weight", 3, weight)
@@ -193,7 +196,8 @@ def group_norm(
     grouped = input.to(ct).reshape(n, num_groups, input.numel() // max(n * num_groups, 1))  # (N, G, C/G * S)
     x_hat = standardize(grouped, (2,), eps)[0].reshape(input.shape)
     per_channel = (c,) + (1,) * (input.dim() - 2)               # (C, 1, ..., 1) broadcasts
-    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    return y.contiguous(memory_format=_memory_format(input))    # torch keeps channels_last here
 
 
 def instance_norm(
@@ -251,7 +255,16 @@ def instance_norm(
     else:
         x_hat = standardize(x, dims, eps, mean=_cast(running_mean, ct, per_channel),
                             var=_cast(running_var, ct, per_channel))[0]
-    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
+    return y.to(input.dtype).contiguous()                      # as torch's, whatever the input's layout
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last (3d) for such 4-D (5-D) tensors, else contiguous."""
+    for ndim, fmt in ((4, torch.channels_last), (5, torch.channels_last_3d)):
+        if x.dim() == ndim and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+            return fmt
+    return torch.contiguous_format
 
 
 def _lerp(buffer: Tensor, stat: Tensor, momentum: float) -> None:
