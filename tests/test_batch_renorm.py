@@ -237,6 +237,8 @@ def test_errors_state_dict_pickle_and_repr():
         bt.BatchRenorm1d(3, r_max=0.5)(torch.randn(4, 3))
     with pytest.raises(RuntimeError, match="running_mean should contain 4 elements not 3"):
         bt.BatchRenorm1d(3)(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="needs running_mean and running_var"):
+        bt.batch_renorm(torch.randn(4, 3), None, None, training=True)
     bn = nn.BatchNorm2d(3)
     assert list(m.state_dict()) == list(bn.state_dict())
     m.load_state_dict(bn.state_dict())

@@ -84,6 +84,9 @@ def batch_renorm(
     their old values. Checks and messages are ``F.batch_norm``'s; ``r_max >= 1`` and ``d_max >= 0``
     (``ValueError`` otherwise).
     """
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_renorm needs running_mean and running_var: r and d compare the batch "
+                         "statistics with them")
     if r_max < 1 or d_max < 0:
         raise ValueError(f"batch_renorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
     _checks.check_input_rank(input.dim())
