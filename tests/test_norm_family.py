@@ -197,10 +197,10 @@ def test_double_backward_matches_torch():
 
 # --- three-way with the NumPy layers ------------------------------------------------------------
 
-def numpy_twin(name, args, kwargs):
+def numpy_twin(name, args, kwargs, dtype=np.float64):
     cls = {"LayerNorm": bnp.LayerNorm, "GroupNorm": bnp.GroupNorm, "RMSNorm": bnp.RMSNorm}.get(
         name, bnp.InstanceNorm)
-    return cls(*args, **kwargs, dtype=np.float64)
+    return cls(*args, **kwargs, dtype=dtype)
 
 
 NUMPY_CASES = [c for c in MODULE_CASES if not c[1].endswith("no_batch_dim")]
@@ -260,6 +260,34 @@ def test_numpy_backward_matches_finite_differences(layer):
             reports.append(bnp.check_gradient(grad, bnp.numerical_gradient(loss, getattr(m, pname)),
                                               name=pname))
     assert all(r.passed for r in reports), [str(r) for r in reports]
+
+
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")   # torch's rms_norm
+@pytest.mark.parametrize("xdtype", [np.float16, np.float32], ids=["half", "float"])
+@pytest.mark.parametrize("name, args", [("LayerNorm", ([8],)), ("GroupNorm", (2, 6)),
+                                        ("InstanceNorm1d", (6, 1e-5, 0.1, True)), ("RMSNorm", ([8],))])
+def test_numpy_layers_float16_and_float32(name, args, xdtype):
+    """float32 parameters; float16 input computed in float32 (torch's mixed path): the input's dtype
+    for y and dx (within 1 ulp of torch's), float32 for the parameter gradients, which are checked
+    against the float64 truth: torch's own float16 LayerNorm weight gradient is 2e-3 off it."""
+    ref, _ = make_pair(name, args, {}, "cpu", torch.float32)
+    twin = numpy_twin(name, args, {}, dtype=np.float32)
+    twin.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal((4, 6, 8)) * 2 + 1).astype(xdtype)
+    dy = rng.standard_normal(x.shape).astype(xdtype)
+    xt = torch.from_numpy(x).requires_grad_()
+    y_t = ref(xt)
+    y_t.backward(torch.from_numpy(dy))
+    y, dx = twin.forward(x), twin.backward(dy)
+    assert y.dtype == dx.dtype == xdtype and twin.grad_weight.dtype == np.float32
+    tol = {"rtol": 2 ** -10, "atol": 2 ** -10} if xdtype == np.float16 else {}
+    assert_close(torch.from_numpy(y), y_t.detach(), **tol)
+    assert_close(torch.from_numpy(dx), xt.grad, **tol)
+    exact = copy.deepcopy(ref).double()
+    x64 = torch.from_numpy(x).double().requires_grad_()
+    exact(x64).backward(torch.from_numpy(dy).double())
+    assert_close(torch.from_numpy(twin.grad_weight).double(), exact.weight.grad, rtol=1e-5, atol=1e-5)
 
 
 # --- one idea: every layer is the generic standardize call with its axes ------------------------

@@ -115,6 +115,9 @@ def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 class _Standardized:
     """Base of the NumPy layers: ``forward`` = standardize over ``_axes`` + affine; ``backward``.
 
+    float16 input is computed in float32 (as torch does); outputs and ``dx`` have the input's
+    dtype, parameter gradients the parameters'.
+
     Subclasses set the parameters (``weight``/``bias`` or None) and say how an input is viewed
     (``_view``), over which axes of the view the statistics pool (``_axes``) and how the
     parameters broadcast against the input (``_param_shape``). After ``backward``, ``grad_weight``
@@ -162,7 +165,7 @@ class _Standardized:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` -> ``y`` of the same shape (see the subclass for the accepted shapes)."""
         self._check(x)
-        xv = self._view(x)
+        xv = self._view(x).astype(np.float32 if x.dtype == np.float16 else x.dtype, copy=False)
         mean, var = self._given_stats(xv)
         x_hat, cache = standardize_forward(xv, self._axes(xv), self._eps(x), center=self.center,
                                            mean=mean, var=var)
@@ -182,16 +185,20 @@ class _Standardized:
         if self._cache is None:
             raise RuntimeError("backward called before forward")
         cache, x_shape = self._cache
+        dy_dtype = dy.dtype
+        dy = dy.astype(cache.x_hat.dtype, copy=False)           # float16 is computed in float32
         x_hat = cache.x_hat.reshape(x_shape)
         pshape = self._param_shape(x_hat)
-        self.grad_bias = None if self.bias is None else _reduce_to(dy, pshape).reshape(self.bias.shape)
+        self.grad_bias = None if self.bias is None else \
+            _reduce_to(dy, pshape).reshape(self.bias.shape).astype(self.bias.dtype, copy=False)
         if self.weight is not None:
-            self.grad_weight = _reduce_to(dy * x_hat, pshape).reshape(self.weight.shape)
+            self.grad_weight = _reduce_to(dy * x_hat, pshape).reshape(self.weight.shape).astype(
+                self.weight.dtype, copy=False)
             dy = dy * self.weight.reshape(pshape)
         else:
             self.grad_weight = None
         dx = standardize_backward(dy.reshape(cache.x_hat.shape), cache)
-        return dx.reshape(x_shape)
+        return dx.reshape(x_shape).astype(dy_dtype, copy=False)
 
     def _eps(self, x: np.ndarray) -> float:
         return self.eps
