@@ -14,8 +14,11 @@ from __future__ import annotations
 import copy
 import inspect
 import io
+import json
 import pickle
 import re
+import subprocess
+import sys
 import warnings
 from collections import OrderedDict
 
@@ -80,6 +83,42 @@ def _module_cases():
 
 
 MODULE_CASES = _module_cases()
+
+# Reads torch's own ModuleInfo entries in a separate interpreter: common_modules imports expecttest
+# only for a TestCase base class, so a stand-in module lets it load where expecttest is absent.
+_MODULE_DB_SCRIPT = """
+import json, sys, types, unittest
+try:
+    import expecttest  # noqa: F401
+except ImportError:
+    stub = types.ModuleType("expecttest"); stub.TestCase = unittest.TestCase
+    sys.modules["expecttest"] = stub
+import torch
+from torch.testing._internal.common_modules import module_db
+names = {"LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"}
+cases = []
+for info in module_db:
+    if info.module_cls.__name__ in names and info.module_cls.__module__.startswith("torch.nn"):
+        for mi in info.module_inputs_func(info, device="cpu", dtype=torch.float64,
+                                          requires_grad=False, training=True):
+            cases.append([info.module_cls.__name__, list(mi.constructor_input.args),
+                          mi.constructor_input.kwargs, list(mi.forward_input.args[0].shape)])
+print(json.dumps(cases))
+"""
+
+
+def test_transcribed_cases_are_torchs_module_db():
+    """The cases above are exactly torch's ModuleInfo cases for these layers (same constructor
+    arguments and input shapes, same count), read from the installed torch."""
+    run = subprocess.run([sys.executable, "-c", _MODULE_DB_SCRIPT], capture_output=True, text=True,
+                         timeout=300)
+    if run.returncode != 0:
+        pytest.skip(f"torch's module_db does not load here: {run.stderr.strip().splitlines()[-1:]}")
+    theirs = sorted(json.dumps(c) for c in json.loads(run.stdout))
+    ours = sorted(json.dumps([n, list(a), k, list(shape)]) for n, _, a, k, shape in MODULE_CASES)
+    assert ours == theirs
+
+
 MODULE_IDS = [f"{c[0]}-{c[1]}" for c in MODULE_CASES]
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device")])]
