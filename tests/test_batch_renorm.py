@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 
 import numpy as np
@@ -237,6 +238,11 @@ def test_errors_state_dict_pickle_and_repr():
         bt.BatchRenorm1d(3, r_max=0.5)(torch.randn(4, 3))
     with pytest.raises(RuntimeError, match="running_mean should contain 4 elements not 3"):
         bt.BatchRenorm1d(3)(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="track_running_stats must be True"):
+        bt.BatchRenorm2d(3, 1e-5, 0.1, True, False)
+    sig = lambda cls: [(p.name, p.kind, p.default)  # noqa: E731
+                       for p in inspect.signature(cls.__init__).parameters.values()]
+    assert sig(bt.BatchRenorm2d)[:-2] == sig(nn.BatchNorm2d)   # BatchNorm's, then r_max, d_max
     with pytest.raises(ValueError, match="needs running_mean and running_var"):
         bt.batch_renorm(torch.randn(4, 3), None, None, training=True)
     bn = nn.BatchNorm2d(3)

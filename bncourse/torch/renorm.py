@@ -124,19 +124,24 @@ def batch_renorm(
 class _BatchRenorm(_BatchNorm):
     """BatchNorm's parameters, buffers and ``state_dict``; the training forward renormalizes.
 
-    Args (beyond BatchNorm's ``num_features, eps, momentum, affine, device, dtype, bias``):
+    Args: BatchNorm's (``num_features, eps, momentum, affine, track_running_stats, device, dtype``
+    and keyword-only ``bias``, in the same positions), and keyword-only
+
         r_max: bound of ``r`` (>= 1), a number or a schedule ``step -> float``.
         d_max: bound of ``d`` (>= 0), a number or a schedule ``step -> float``.
 
-    Running statistics are always tracked (the method needs them); ``momentum=None`` is the
-    cumulative average, as in BatchNorm. The schedules are evaluated at ``num_batches_tracked``
+    ``track_running_stats`` must stay True: r and d compare the batch statistics with the running
+    ones (``ValueError`` otherwise). ``momentum=None`` is the cumulative average, as in BatchNorm. The schedules are evaluated at ``num_batches_tracked``
     (the number of earlier training steps) when each training step starts.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, device=None, dtype=None, *, bias: bool = True,
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None, *,
+                 bias: bool = True,
                  r_max: float | Callable[[int], float] = 3.0,
                  d_max: float | Callable[[int], float] = 5.0) -> None:
+        if not track_running_stats:
+            raise ValueError("BatchRenorm needs running statistics: track_running_stats must be True")
         super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
         self.r_max = r_max
         self.d_max = d_max
