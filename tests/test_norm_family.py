@@ -380,6 +380,14 @@ def test_each_layer_is_standardize_over_its_axes():
         assert_close(y, ref, rtol=1e-10, atol=1e-10)
 
 
+def test_standardize_needs_both_statistics_or_neither():
+    x = np.ones((4, 3))
+    with pytest.raises(ValueError, match="give both mean and var, or neither"):
+        bnp.standardize_forward(x, (0,), mean=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="give both mean and var, or neither"):
+        bt.standardize(torch.from_numpy(x), (0,), 1e-5, var=torch.ones(1, 3))
+
+
 def test_torch_batchnorm_module_is_standardize():
     g = torch.Generator().manual_seed(8)
     x = random_input((5, 3, 4, 4), "cpu", torch.float64, g)

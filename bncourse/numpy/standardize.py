@@ -77,11 +77,16 @@ def standardize_forward(
         axes: the axes the statistics pool over.
         eps: added to the variance.
         center: False for RMSNorm (no mean; ``var`` is the mean square).
-        mean, var: given statistics broadcastable to ``x`` (running averages in evaluation).
+        mean, var: given statistics broadcastable to ``x`` (running averages in evaluation);
+            both or neither.
 
     Returns:
-        ``(x_hat, cache)``; ``x_hat`` has ``x``'s shape.
+        ``(x_hat, cache)``; ``x_hat`` has ``x``'s shape, the cached statistics have ``x``'s shape
+        with 1 along ``axes``: ``x`` ``(N, C, H, W)`` with axes ``(0, 2, 3)`` (BatchNorm) gives
+        ``(1, C, 1, 1)``, with axes ``(1, 2, 3)`` (LayerNorm) ``(N, 1, 1, 1)``.
     """
+    if (mean is None) != (var is None):
+        raise ValueError("standardize_forward: give both mean and var, or neither")
     axes = tuple(a % x.ndim for a in axes)
     batch_stats = mean is None or var is None
     if batch_stats:

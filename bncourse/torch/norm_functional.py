@@ -57,17 +57,19 @@ def standardize(
         eps: added to the variance inside the square root.
         center: False for RMSNorm: ``mean`` is 0 and ``var`` is the mean square ``mean(x**2)``.
         mean, var: given statistics (e.g. running averages in evaluation), broadcastable to ``x``;
-            they are used as they are instead of being computed from ``x``.
+            both or neither. They are used as they are instead of being computed from ``x``.
 
     Returns:
         ``(x_hat, mean, var)``: ``x_hat`` has ``x``'s shape; ``mean`` and ``var`` have ``x``'s
         shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased).
     """
+    if (mean is None) != (var is None):
+        raise ValueError("standardize: give both mean and var, or neither")
     if mean is None or var is None:
         dims = tuple(dims)
         mean = x.mean(dim=dims, keepdim=True) if center else None
         xc = x - mean if center else x
-        var = (xc * xc).mean(dim=dims, keepdim=True)   # two-pass: exact for data with an offset
+        var = (xc * xc).mean(dim=dims, keepdim=True)   # two passes: accurate for data with an offset
         if mean is None:
             mean = torch.zeros_like(var)
     else:
