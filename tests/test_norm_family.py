@@ -2,12 +2,12 @@
 
 The cases are torch's own ModuleInfo constructor/input combinations for these layers
 (``torch/testing/_internal/common_modules.py``, torch 2.13: ``module_inputs_torch_nn_LayerNorm``,
-``..._GroupNorm``, ``..._InstanceNormNd``, ``..._RMSNorm``), transcribed because that module needs
-``expecttest``, which CI does not install. Every case runs in training and evaluation over several
-steps against ``torch.nn`` (outputs, input and parameter gradients, buffers), through
-``torch.autograd.gradcheck``/``gradgradcheck``, and three-way with the NumPy layers; on CUDA too
-when a device is present (skipped otherwise). Error types and messages are compared with torch's
-actual ``str(exc)``.
+``..._GroupNorm``, ``..._InstanceNormNd``, ``..._RMSNorm``), transcribed so that collecting them costs
+nothing; one test reads the installed torch's ``module_db`` and checks the transcription against it.
+Every case runs in training and evaluation over several steps against ``torch.nn`` (outputs, input
+and parameter gradients, buffers), through ``torch.autograd.gradcheck``/``gradgradcheck``, and
+three-way with the NumPy layers; on CUDA too when a device is present (skipped otherwise). Error
+types and messages are compared with torch's actual ``str(exc)``.
 """
 from __future__ import annotations
 
