@@ -255,6 +255,19 @@ def test_errors_state_dict_pickle_and_repr():
         assert_close(clone.eval()(x), m.eval()(x))
 
 
+def test_empty_batch_is_batchnorms():
+    """A zero-size batch: an empty output, buffers unchanged, the step still counted (BatchNorm's rule)."""
+    ours, ref = _module(bt.BatchRenorm2d, 3), nn.BatchNorm2d(3, dtype=torch.float64)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(0, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = ours(x)
+    assert y.shape == ref(x).shape == (0, 3, 4, 4)
+    y.sum().backward()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(ours.state_dict()[k], v), k
+    assert int(ours.num_batches_tracked) == 1
+
+
 @pytest.mark.parametrize("xdtype", [torch.float16, torch.bfloat16], ids=["half", "bf16"])
 def test_reduced_precision_input_is_batchnorms_when_reduced(xdtype):
     """Half/bf16 input with float32 parameters (BN's mixed path): output in the input dtype,

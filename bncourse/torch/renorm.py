@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .functional import batch_norm
 from .modules import _BatchNorm
 from .norm_functional import _affine, _cast, _compute_dtype, standardize
 
@@ -82,7 +83,7 @@ def batch_renorm(
 
     In training the running buffers are updated in place after ``r`` and ``d`` are computed from
     their old values. Checks and messages are ``F.batch_norm``'s; ``r_max >= 1`` and ``d_max >= 0``
-    (``ValueError`` otherwise).
+    (``ValueError`` otherwise). A zero-size batch is BatchNorm's (an empty output, no update).
     """
     if running_mean is None or running_var is None:
         raise ValueError("batch_renorm needs running_mean and running_var: r and d compare the batch "
@@ -92,6 +93,8 @@ def batch_renorm(
     _checks.check_input_rank(input.dim())
     _checks.check_enough_values(tuple(input.shape), training)
     _checks.check_eps(eps, training)
+    if input.numel() == 0:     # no statistics: BatchNorm's early return (buffers left alone)
+        return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
     c = input.shape[1]
     _checks.check_batch_norm_params(c, training, running_mean.numel(), running_var.numel(),
                                     None if weight is None else weight.numel(),
@@ -131,8 +134,9 @@ class _BatchRenorm(_BatchNorm):
         d_max: bound of ``d`` (>= 0), a number or a schedule ``step -> float``.
 
     ``track_running_stats`` must stay True: r and d compare the batch statistics with the running
-    ones (``ValueError`` otherwise). ``momentum=None`` is the cumulative average, as in BatchNorm. The schedules are evaluated at ``num_batches_tracked``
-    (the number of earlier training steps) when each training step starts.
+    ones (``ValueError`` otherwise). ``momentum=None`` is the cumulative average, as in BatchNorm.
+    The schedules are evaluated at ``num_batches_tracked`` (the number of earlier training steps)
+    when each training step starts.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
