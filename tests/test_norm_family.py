@@ -717,6 +717,17 @@ def test_empty_and_no_batch_inputs():
         compare_state(ref, ours, tols(torch.float64))
 
 
+def test_numpy_layers_on_empty_batches():
+    for layer, shape in ((bnp.LayerNorm(5), (0, 5)), (bnp.GroupNorm(3, 6), (0, 6, 5)),
+                         (bnp.InstanceNorm(3, affine=True), (0, 3, 5)), (bnp.RMSNorm(5), (0, 5))):
+        x = np.zeros(shape, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")           # no "mean of empty slice"
+            assert layer.forward(x).shape == shape
+            assert layer.backward(x).shape == shape
+        assert not np.any(layer.grad_weight)
+
+
 class _OpRecorder(TorchDispatchMode):
     def __init__(self):
         super().__init__()

@@ -309,7 +309,7 @@ class GroupNorm(_PerChannel):
         check_group_norm(x.shape, self.num_groups, _shape(self.weight), _shape(self.bias))
 
     def _view(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(x.shape[0], self.num_groups, x.size // max(x.shape[0] * self.num_groups, 1))
+        return x.reshape(x.shape[0], self.num_groups, math.prod(x.shape[1:]) // self.num_groups)  # (N, G, C/G*S)
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (2,)

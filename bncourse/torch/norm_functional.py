@@ -195,7 +195,7 @@ def group_norm(
     n, c = input.shape[:2]
     _check_kernel_dtypes("GroupNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
-    grouped = input.to(ct).reshape(n, num_groups, input.numel() // max(n * num_groups, 1))  # (N, G, C/G * S)
+    grouped = input.to(ct).reshape(n, num_groups, math.prod(input.shape[1:]) // num_groups)  # (N, G, C/G*S)
     x_hat = standardize(grouped, (2,), eps)[0].reshape(input.shape)
     per_channel = (c,) + (1,) * (input.dim() - 2)               # (C, 1, ..., 1) broadcasts
     y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
