@@ -7,12 +7,20 @@ implementations fail the same way on the same bad input.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 from typing import Sequence
 
 from ._checks import format_size
 
-__all__ = ["int_list", "check_normalized_shape", "check_group_norm_ctor", "check_group_norm",
+__all__ = ["as_normalized_shape", "int_list", "check_normalized_shape", "check_group_norm_ctor", "check_group_norm",
            "check_spatial_size", "check_num_features"]
+
+
+def as_normalized_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """LayerNorm's/RMSNorm's ``normalized_shape`` argument as a tuple: ``5 -> (5,)``."""
+    if isinstance(normalized_shape, Integral):
+        return (int(normalized_shape),)
+    return tuple(int(s) for s in normalized_shape)
 
 
 def int_list(shape: Sequence[int]) -> str:

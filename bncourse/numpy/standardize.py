@@ -24,14 +24,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Sequence
 
 import numpy as np
 
 from bncourse import _checks
-from bncourse._norm_checks import (check_group_norm, check_group_norm_ctor, check_normalized_shape,
-                                   check_num_features, check_spatial_size)
+from bncourse._norm_checks import (as_normalized_shape, check_group_norm, check_group_norm_ctor,
+                                   check_normalized_shape, check_num_features, check_spatial_size)
 
 __all__ = [
     "StandardizeCache",
@@ -228,12 +227,6 @@ def _shape(a: np.ndarray | None) -> tuple[int, ...] | None:
     return None if a is None else tuple(a.shape)
 
 
-def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(normalized_shape, Integral):
-        return (int(normalized_shape),)
-    return tuple(int(s) for s in normalized_shape)
-
-
 class LayerNorm(_Standardized):
     """``torch.nn.LayerNorm`` in NumPy: per sample, over the last ``len(normalized_shape)`` axes.
 
@@ -243,7 +236,7 @@ class LayerNorm(_Standardized):
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True, *, dtype: type = np.float32) -> None:
         super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
+        self.normalized_shape = as_normalized_shape(normalized_shape)
         self.eps = eps
         self.weight = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
         self.bias = np.zeros(self.normalized_shape, dtype) if elementwise_affine and bias else None

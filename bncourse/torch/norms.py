@@ -9,7 +9,6 @@ Shapes: LayerNorm/RMSNorm ``(*, *normalized_shape)``; GroupNorm ``(N, C, *)``; I
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Sequence
 
@@ -17,17 +16,11 @@ import torch
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
-from .._norm_checks import check_group_norm_ctor, check_num_features
+from .._norm_checks import as_normalized_shape, check_group_norm_ctor, check_num_features
 from .modules import _BatchNorm
 from .norm_functional import group_norm, instance_norm, layer_norm, rms_norm
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"]
-
-
-def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(normalized_shape, numbers.Integral):
-        return (int(normalized_shape),)
-    return tuple(normalized_shape)
 
 
 class LayerNorm(Module):
@@ -42,7 +35,7 @@ class LayerNorm(Module):
                  elementwise_affine: bool = True, bias: bool = True, device=None, dtype=None) -> None:
         factory_kwargs = {"device": device, "dtype": dtype}
         super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
+        self.normalized_shape = as_normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
@@ -82,7 +75,7 @@ class RMSNorm(Module):
                  elementwise_affine: bool = True, device=None, dtype=None) -> None:
         factory_kwargs = {"device": device, "dtype": dtype}
         super().__init__()
-        self.normalized_shape = _as_shape(normalized_shape)
+        self.normalized_shape = as_normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
