@@ -34,9 +34,9 @@ with two deliberate differences: an input of rank < 2 that is not empty raises
 """
 from __future__ import annotations
 
-from numbers import Real
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,18 +54,51 @@ def _numel(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.numel()
 
 
-def _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps) -> None:
-    """``TypeError`` with the wording of ``torch.batch_norm``'s argument parser."""
+def _type_name(value: object) -> str:
+    """The type name torch's argument parser prints (CPython's ``tp_name``): ``int``, ``Tensor``,
+    ``numpy.bool``, ``decimal.Decimal``."""
+    t = type(value)
+    if t.__module__ == "builtins" or t.__flags__ & (1 << 9):   # Py_TPFLAGS_HEAPTYPE: a Python class
+        return t.__name__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_parser_float(value: object) -> bool:
+    """What ``torch.batch_norm``'s parser takes for a ``float`` argument: a Python or NumPy number,
+    or a 0-d tensor that does not require grad."""
+    if isinstance(value, Tensor):
+        return value.dim() == 0 and not value.requires_grad
+    return isinstance(value, (int, float, np.number, np.bool_))
+
+
+def _as_float(value: object) -> float:
+    """A parser ``float`` argument as a Python float, with the parser's conversion errors."""
+    if isinstance(value, Tensor):
+        if value.is_complex():
+            raise RuntimeError("value cannot be converted to type double without overflow")
+        return float(value.item())
+    if isinstance(value, np.complexfloating):
+        return float(value.real)
+    return float(value)
+
+
+def _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum,
+                     eps) -> None:
+    """``TypeError`` with the wording of ``torch.batch_norm``'s argument parser, which reports the
+    first wrong argument in its positional order."""
     named = (("input", 1, input), ("weight", 2, weight), ("bias", 3, bias),
              ("running_mean", 4, running_mean), ("running_var", 5, running_var))
     for name, pos, value in named:
         if not isinstance(value, Tensor) and not (value is None and name != "input"):
             raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be Tensor, "
-                            f"not {type(value).__name__}")
+                            f"not {_type_name(value)}")
+    if not isinstance(training, bool):
+        raise TypeError("batch_norm(): argument 'training' (position 6) must be bool, "
+                        f"not {_type_name(training)}")
     for name, pos, value in (("momentum", 7, momentum), ("eps", 8, eps)):
-        if not isinstance(value, Real):
+        if not _is_parser_float(value):
             raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be float, "
-                            f"not {type(value).__name__}")
+                            f"not {_type_name(value)}")
 
 
 def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
@@ -90,12 +123,18 @@ def batch_norm(
     ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
     running buffers (if given) are updated in place. See the module docstring for the numerics.
     """
-    _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps)
+    # torch's order: the Python-level checks of F.batch_norm (on the raw arguments: ``training``
+    # only for its truth value, ``eps`` compared as given), then the argument parser's types in
+    # positional order, then ATen's checks. A non-tensor input is reported first (see above).
+    if not isinstance(input, Tensor):
+        _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
     if training:
         if input.dim() == 0:
             _checks.check_input_rank(0)
         _checks.check_enough_values(tuple(input.shape), True)
     _checks.check_eps(eps, training)
+    _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
+    momentum, eps = _as_float(momentum), _as_float(eps)
 
     if input.numel() == 0:
         # torch's early return (ATen _batch_norm_impl_index): no further checks, no buffer update;
@@ -118,14 +157,15 @@ def batch_norm(
                                    "requires_grad True.")
     if training:
         _checks.check_stats_pairing(running_mean is not None, running_var is not None)
-    _checks.check_dtypes(_dtype_name(input),
-                         [_dtype_name(t) for t in (weight, bias, running_mean, running_var)])
+    dtypes = [_dtype_name(t) for t in (weight, bias, running_mean, running_var)]
+    _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
     for t in (running_mean, running_var):
         if t is not None:
             _checks.check_stats_ndim(t.dim())
+    _checks.check_same_dtypes(_dtype_name(input), dtypes)
     _check_devices(input, weight, bias, running_mean, running_var)
     return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                    bool(training), float(momentum), float(eps))
+                                    training, momentum, eps)
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:
@@ -143,11 +183,11 @@ def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None
     ``batch_stat`` has the statistics shape and the compute dtype; a float16/bfloat16 buffer is
     updated in the compute dtype.
     """
-    target = buffer.view(batch_stat.shape)
+    stat = batch_stat.view(buffer.shape)     # the buffer may be any strided (C,) view
     if buffer.dtype == batch_stat.dtype:
-        target.lerp_(batch_stat, momentum)
+        buffer.lerp_(stat, momentum)
     else:
-        target.copy_(target.to(batch_stat.dtype).lerp_(batch_stat, momentum))
+        buffer.copy_(buffer.to(stat.dtype).lerp_(stat, momentum))
 
 
 class _BatchNormFunction(torch.autograd.Function):
