@@ -115,7 +115,7 @@ def _per_position(v: np.ndarray, s: int, rows: int, dtype: np.dtype) -> np.ndarr
     for short rows (measured at (4096, 1024)), and broadcasting a ``(C, 1)`` column over
     ``(N, C, S)`` runs a short inner loop per (sample, channel) pair, 2-5x slower for small S.
     """
-    row = np.repeat(v.astype(dtype), s) if s > 1 else v.astype(dtype)
+    row = v.astype(dtype) if s == 1 else np.repeat(v.astype(dtype), s)   # s == 0: an empty row
     return row[None, :] if rows == 1 else np.tile(row, (rows, 1))
 
 

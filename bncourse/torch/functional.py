@@ -34,6 +34,7 @@ with two deliberate differences: an input of rank < 2 that is not empty raises
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -168,8 +169,16 @@ def batch_norm(
                                     training, momentum, eps)
 
 
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+_TINY = {torch.float32: torch.finfo(torch.float32).tiny, torch.float64: torch.finfo(torch.float64).tiny}
+
+
+def _compute_dtype(t: Tensor, eps: float) -> torch.dtype:
+    """float64 for float64 input, and for an ``eps`` below float32's normal range (1.2e-38):
+    there a variance of the same size as ``eps`` underflows in float32 and ``1 / var`` overflows,
+    where torch's CPU kernel, which accumulates in float64, stays finite. float32 otherwise."""
+    if t.dtype == torch.float64 or 0.0 < eps < _TINY[torch.float32]:
+        return torch.float64
+    return torch.float32
 
 
 def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
@@ -190,6 +199,28 @@ def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None
         buffer.copy_(buffer.to(stat.dtype).lerp_(stat, momentum))
 
 
+def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
+    """``1 / sqrt(var + eps)`` in the compute dtype ``ct``.
+
+    An ``eps`` below ``ct``'s normal range would round to 0 (or lose its digits) there, making a
+    constant channel ``0 * inf = nan``; torch adds it in float64, and so does this then. A float64
+    ``var`` (see :func:`_variance_float64`) is also reduced here.
+    """
+    if var.dtype == ct and (eps == 0.0 or eps >= _TINY[ct]):
+        return var.add_(eps).rsqrt_() if inplace else var.add(eps).rsqrt_()
+    return var.to(torch.float64).add_(eps).rsqrt_().to(ct)
+
+
+def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor]) -> Tensor:
+    """The biased variance in float64, for float32 data whose squares overflow float32
+    (``|x - mean| > 1.8e19``; torch's CPU kernel accumulates in float64). Also reached, harmlessly,
+    when the data hold ``inf`` or ``nan`` (the result is then ``nan`` as before)."""
+    c64 = centered.to(torch.float64)
+    m64 = m.to(torch.float64)
+    ones64 = None if ones is None else ones.to(torch.float64)
+    return torch.addcmul(channel_sum(c64 * c64, ones64).div_(n), m64, m64, value=-1).clamp_min_(0.0)
+
+
 class _BatchNormFunction(torch.autograd.Function):
     """Forward: statistics + affine transform; backward: the compact formula.
 
@@ -204,7 +235,7 @@ class _BatchNormFunction(torch.autograd.Function):
                 running_mean: Optional[Tensor], running_var: Optional[Tensor],
                 training: bool, momentum: float, eps: float) -> Tensor:
         layout = Layout.of(x)
-        ct = _compute_dtype(x)
+        ct = _compute_dtype(x, eps)
         n = layout.count
         xw = _cast(layout.to_work(x), ct)                        # (R, C) or (R, C, S)
         ones = ones_for(xw)
@@ -217,15 +248,19 @@ class _BatchNormFunction(torch.autograd.Function):
             m = channel_sum(centered, ones).div_(n)              # mean - m0
             out = torch.mul(centered, centered)                  # reused for y below
             var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+            if ct == torch.float32 and not bool(var.isfinite().all()):
+                var = _variance_float64(centered, m, n, ones)
             if running_mean is not None:                         # var is the biased variance
-                _update_running(running_mean, pilot + m, momentum)
+                # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
+                _update_running(running_mean, pilot + m.nan_to_num(0.0, math.inf, -math.inf),
+                                momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
                 _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
-            invstd = var.add_(eps).rsqrt_()                      # var is not needed any more
+            invstd = _invstd(var, eps, ct, inplace=True)         # var is not needed any more
         else:
             centered, out = xw, None
             m = _cast(layout.per_channel(running_mean), ct)
-            invstd = _cast(layout.per_channel(running_var), ct).add(eps).rsqrt_()
+            invstd = _invstd(_cast(layout.per_channel(running_var), ct), eps, ct, inplace=False)
 
         scale = invstd if w is None else invstd * w              # weight * invstd
         if b is None:                                            # y = centered * scale + offset
