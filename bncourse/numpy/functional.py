@@ -68,8 +68,16 @@ class BatchNormCache:
         return (self.xc - self.delta[:, None]) * self.invstd[:, None]
 
 
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are."""
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_OVERFLOW_EPS = 1e-290   # below it, invstd**2 <= 1 / eps can overflow float64 in the backward
+
+
+def _compute_dtype(dtype: np.dtype, eps: float = 1e-5) -> np.dtype:
+    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are;
+    float64 for any input when ``eps`` is below float32's normal range (1.2e-38), where a variance
+    of that size underflows in float32 and ``1 / var`` overflows (torch accumulates in float64)."""
+    if 0.0 < eps < _FLOAT32_TINY:
+        return np.dtype(np.float64)
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
@@ -215,7 +223,7 @@ def batchnorm_forward(
     if update_buffers and momentum is None and num_batches_tracked is None:
         raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
 
-    cdt = _compute_dtype(x.dtype)
+    cdt = _compute_dtype(x.dtype, eps)
     x3 = _as_ncs(x)
     n_channels, s = x3.shape[1], x3.shape[2]
     m = x3.shape[0] * s
@@ -238,8 +246,19 @@ def batchnorm_forward(
         shift = (_sum_per_channel(pilot, dtype=cdt) / max(pilot.shape[0] * s, 1)).astype(cdt)
         xc = _centre(x3, shift, cdt, reuse)
         delta = _sum_per_channel(xc) / count                      # float64
+        sum_sq = _sum_per_channel(xc, xc)
+        if not np.isfinite(sum_sq).all():
+            # float32 squares beyond its range (|x - mean| > 1.8e19), or inf/nan in the data
+            # (then the result stays nan): sum the squares in float64, like torch's CPU kernel
+            xc64 = xc.astype(np.float64)
+            sum_sq = _sum_per_channel(xc64, xc64)
         mean = shift + delta
-        var = np.maximum(_sum_per_channel(xc, xc) / count - delta * delta, 0.0)
+        if not np.isfinite(shift).all():
+            # inf in the pilot samples: xc = x - inf holds no information, delta is nan; the
+            # mean itself (inf, or nan with -inf or nan elsewhere) is the plain sum's
+            mean = _sum_per_channel(x3, dtype=cdt) / count
+        with np.errstate(invalid="ignore"):
+            var = np.maximum(sum_sq / count - delta * delta, 0.0)
     else:
         assert running_mean is not None and running_var is not None
         shift = running_mean.astype(cdt)
@@ -351,6 +370,12 @@ def batchnorm_backward(
         # multiply-adds into dx, block by block with one small scratch array (see _sample_blocks).
         b = -a * invstd * dweight / m
         c = -a * dbias / m - b * delta
+    if project and cache.eps < _OVERFLOW_EPS:
+        # invstd**2 (in b) may overflow float64: the textbook form through x_hat instead
+        x_hat = (cache.xc - cache.delta[:, None]) * cache.invstd[:, None]
+        dx3 = (a[:, None] * (dy3 - (dbias / m)[:, None] - x_hat * (dweight / m)[:, None]))
+        dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
+        return dx3.astype(cache.x_dtype).reshape(cache.x_shape), dweight_out, dbias_out
     dy2, xc2 = _rows(dy3), _rows(cache.xc)
     dx = np.empty(dy2.shape, cdt)
     tile_rows, blocks = _sample_blocks(*dx.shape)

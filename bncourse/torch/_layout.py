@@ -54,10 +54,18 @@ def _strides_like_channels_last(sizes: tuple[int, ...], strides: tuple[int, ...]
 
 
 def suggest_memory_format(x: Tensor) -> torch.memory_format:
-    """``Tensor.suggest_memory_format()`` of ATen (not exposed in Python): the output's format."""
-    if x.dim() in (4, 5) and x.layout == torch.strided and not x.is_contiguous() \
-            and _strides_like_channels_last(tuple(x.shape), x.stride()):
-        return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    """The memory format of torch's CPU BatchNorm output for input ``x``.
+
+    Contiguous stays contiguous; a tensor dense in channels_last(_3d) order -- size-1 dimensions
+    ignored, so also e.g. a permuted ``(1, C, D, 1, 1)`` -- gives channels_last(_3d) (ATen's
+    ``batch_norm_use_channels_last_kernels``); anything else gets ATen's
+    ``suggest_memory_format()`` (not exposed in Python), which reads the stride order.
+    """
+    if x.dim() not in (4, 5) or x.is_contiguous():
+        return torch.contiguous_format
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    if x.is_contiguous(memory_format=fmt) or _strides_like_channels_last(tuple(x.shape), x.stride()):
+        return fmt
     return torch.contiguous_format
 
 

@@ -126,8 +126,9 @@ def batch_norm(
     """
     # torch's order: the Python-level checks of F.batch_norm (on the raw arguments: ``training``
     # only for its truth value, ``eps`` compared as given), then the argument parser's types in
-    # positional order, then ATen's checks. A non-tensor input is reported first (see above).
-    if not isinstance(input, Tensor):
+    # positional order, then ATen's checks. A non-tensor input in training is reported first
+    # (torch fails there with an AttributeError on ``input.size()``; see above).
+    if training and not isinstance(input, Tensor):
         _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
     if training:
         if input.dim() == 0:
@@ -172,6 +173,10 @@ def batch_norm(
 _TINY = {torch.float32: torch.finfo(torch.float32).tiny, torch.float64: torch.finfo(torch.float64).tiny}
 
 
+# below these eps, invstd**2 * weight can overflow the compute dtype (invstd**2 <= 1 / eps)
+_OVERFLOW_EPS = {torch.float32: 1e-30, torch.float64: 1e-290}
+
+
 def _compute_dtype(t: Tensor, eps: float) -> torch.dtype:
     """float64 for float64 input, and for an ``eps`` below float32's normal range (1.2e-38):
     there a variance of the same size as ``eps`` underflows in float32 and ``1 / var`` overflows,
@@ -187,16 +192,18 @@ def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
-    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place, rounded once.
+    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place.
 
     ``batch_stat`` has the statistics shape and the compute dtype; a float16/bfloat16 buffer is
     updated in the compute dtype.
     """
     stat = batch_stat.view(buffer.shape)     # the buffer may be any strided (C,) view
+    # torch's formula literally, not lerp_: lerp computes b - (b - a) * (1 - w) for w >= 0.5,
+    # which turns an infinite batch mean into nan
     if buffer.dtype == batch_stat.dtype:
-        buffer.lerp_(stat, momentum)
+        buffer.mul_(1.0 - momentum).add_(stat, alpha=momentum)
     else:
-        buffer.copy_(buffer.to(stat.dtype).lerp_(stat, momentum))
+        buffer.copy_(buffer.to(stat.dtype).mul_(1.0 - momentum).add_(stat, alpha=momentum))
 
 
 def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
@@ -208,7 +215,8 @@ def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
     """
     if var.dtype == ct and (eps == 0.0 or eps >= _TINY[ct]):
         return var.add_(eps).rsqrt_() if inplace else var.add(eps).rsqrt_()
-    return var.to(torch.float64).add_(eps).rsqrt_().to(ct)
+    return torch.add(var.to(torch.float64), eps).rsqrt_().to(ct)   # never in place: var may
+                                                                        # be running_var itself
 
 
 def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor]) -> Tensor:
@@ -304,7 +312,11 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
         if need_x or need_w:                                     # dgamma = sum(dy * xhat)
             tmp = torch.mul(dyw, centered)
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
-        if need_x:
+        if need_x and ctx.eps < _OVERFLOW_EPS[ctx.ct]:
+            # invstd**2 (in `a` below) may overflow: ATen's form, through xhat (one op more)
+            xhat = (centered - m).mul_(invstd)
+            dxw = torch.addcmul(db.div(n), xhat, dot.div(n)).neg_().add_(dyw).mul_(scale)
+        elif need_x:
             a = torch.mul(invstd, dot).mul_(scale).div_(-n)
             c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
             dxw = torch.addcmul(c0, centered, a, out=tmp)
