@@ -557,7 +557,7 @@ def argument_cases(draw):
     x_dtype = draw(st.sampled_from((torch.float64, torch.float64, torch.float32, torch.float16,
                                     torch.int64)))
     s = draw(st.integers(0, 1000))
-    x_choices = [tensor_arg("x", shape, x_dtype, seed_=s)] * 6 + [
+    x_choices = [tensor_arg("x", shape, x_dtype, seed_=s)] * 12 + [
         Arg("None", lambda: None), Arg("list", lambda: [[1.0, 2.0]]),
         tensor_arg("x 1-D", (5,), seed_=s), tensor_arg("x 0-D", (), seed_=s)]
     x = draw(st.sampled_from(x_choices))
@@ -566,7 +566,7 @@ def argument_cases(draw):
         pd = draw(st.sampled_from((x_dtype if x_dtype.is_floating_point else torch.float64,) * 3
                                   + (torch.float32, torch.float64)))
         return draw(st.sampled_from(
-            [tensor_arg(name, (c,), pd, fill, seed_=s + len(name))] * 5 + [
+            [tensor_arg(name, (c,), pd, fill, seed_=s + len(name))] * 12 + [
                 Arg("None", lambda: None), tensor_arg(f"{name} (C+1,)", (c + 1,), pd),
                 tensor_arg(f"{name} (1, C)", (1, c), pd), tensor_arg(f"{name} rg", (c,), pd,
                                                                         requires_grad=True),
@@ -576,7 +576,7 @@ def argument_cases(draw):
     w, b = param("weight"), param("bias")
     training = draw(st.sampled_from([True, False] * 4 + [1, 0, None, "yes", np.bool_(True),
                                                           torch.tensor(True)]))
-    scalar_pool = lambda v: [Arg(repr(v), lambda: v)] * 4 + [  # noqa: E731
+    scalar_pool = lambda v: [Arg(repr(v), lambda: v)] * 16 + [  # noqa: E731
         Arg("tensor(v)", lambda: torch.tensor(v)), Arg("tensor([v])", lambda: torch.tensor([v])),
         Arg("None", lambda: None), Arg("'a'", lambda: "a"), Arg("int 1", lambda: 1),
         Arg("np.float32(v)", lambda: np.float32(v)), Arg("True", lambda: True),
@@ -600,6 +600,45 @@ def documented_difference(args: list, training) -> str | None:
     return None
 
 
+def numpy_skip_reason(args: list, training, momentum, eps) -> str | None:
+    """Argument cases the NumPy twin does not take, or answers differently by design (see
+    ``bncourse.numpy._validate.validate_forward``)."""
+    x, rm, rv, w, b = args
+    if not isinstance(x, torch.Tensor) or x.dtype == torch.bfloat16:
+        return "NumPy has no bfloat16, and its x is an array"
+    if x.dim() < 2 or x.numel() == 0:
+        return "rank < 2 / empty batch: NumPy validates (torch returns early or reads past the shape)"
+    if any(isinstance(t, torch.Tensor) and (t.dim() != 1 or t.requires_grad) for t in args[1:]):
+        return "NumPy requires 1-D parameters and has no requires_grad"
+    if not all(type(v) in (float, int) for v in (momentum, eps)):
+        return "NumPy takes Python numbers for momentum and eps"
+    return None
+
+
+def run_numpy_arguments(args: list, training, momentum, eps, y_ref, err_ref, rm_ref, rv_ref,
+                        where: str) -> None:
+    conv = [t.detach().numpy().copy() if isinstance(t, torch.Tensor) else t for t in args]
+    x, rm, rv, w, b = conv
+    out, err = attempt(lambda: bnp.batchnorm_forward(x, w, b, rm, rv, training=training,
+                                                     momentum=momentum, eps=eps))
+    if err_ref is not None and str(err_ref).startswith("batch_norm(): argument"):
+        # the parser's messages name torch's positions; NumPy words its own: the type must agree
+        if type(err) is not type(err_ref):
+            raise Differ(f"bncourse.numpy {where}: {err!r} | torch {err_ref!r}")
+        return
+    check_errors(f"bncourse.numpy {where}", err, err_ref, numpy=True)
+    if err_ref is None:
+        dt = args[0].dtype
+        check_close(f"bncourse.numpy y {where}", out[0], y_ref, dt, SCALE_OF_CASE[0])
+        for name, a, e in (("running_mean", rm, rm_ref), ("running_var", rv, rv_ref)):
+            if isinstance(e, torch.Tensor):
+                check_close(f"bncourse.numpy {name} {where}", a, e, e.dtype, SCALE_OF_CASE[1][name],
+                            param=True)
+
+
+SCALE_OF_CASE: list = [None, {}]
+
+
 def run_argument_case(x, rm, rv, w, b, training, momentum, eps) -> None:
     def build():
         return [a.make() for a in (x, rm, rv, w, b, momentum, eps)]
@@ -621,27 +660,50 @@ def run_argument_case(x, rm, rv, w, b, training, momentum, eps) -> None:
     dt = xr.dtype
     x64 = _np64(xr)
     batch_stats = bool(training) or rmr is None
-    mean, var = ((np.zeros(1), np.ones(1)) if x64.size == 0 else
-                 _ref_stats(x64, batch_stats, type("R", (), {"running_mean": build()[1],
-                                                             "running_var": build()[2]}),
-                            float(er)))
-    scales = tol.condition_scales(x64, None, None if wr is None else _np64(wr).reshape(-1),
-                                  mean, var, float(er), batch_stats)
+    if x64.size == 0:   # torch's early return: no statistics, parameters of any size
+        scales = tol.Scales(*([np.zeros(1)] * 6))
+    else:
+        mean, var = _ref_stats(x64, batch_stats, type("R", (), {"running_mean": build()[1],
+                                                                "running_var": build()[2]}),
+                               float(er))
+        scales = tol.condition_scales(x64, None, None if wr is None else _np64(wr).reshape(-1),
+                                      mean, var, float(er), batch_stats)
     check_close(f"bncourse.torch y {where}", y_ours, y_ref, dt, scales.y if x64.size else 0.0)
     check_strides(f"bncourse.torch y {where}", y_ours, y_ref)
+    stat_scales = {}
     for name, a, e, sc in (("running_mean", rmo, rmr, scales.running_mean),
                            ("running_var", rvo, rvr, scales.running_var)):
         if isinstance(e, torch.Tensor):
-            check_close(f"bncourse.torch {name} {where}", a, e, e.dtype,
-                        sc.reshape(-1)[: e.numel()].reshape(e.shape) if np.size(sc) >= e.numel()
-                        else sc, param=True)
+            stat_scales[name] = (sc.reshape(-1)[: e.numel()].reshape(e.shape)
+                                 if np.size(sc) >= e.numel() else sc)
+            check_close(f"bncourse.torch {name} {where}", a, e, e.dtype, stat_scales[name],
+                        param=True)
+    SCALE_OF_CASE[:] = [scales.y if x64.size else 0.0, stat_scales]
+
+
+def run_argument_case_three_way(x, rm, rv, w, b, training, momentum, eps) -> None:
+    """bncourse.torch against torch.nn, then bncourse.numpy where it takes the arguments."""
+    SCALE_OF_CASE[:] = [None, {}]
+    run_argument_case(x, rm, rv, w, b, training, momentum, eps)
+    args = [a.make() for a in (x, rm, rv, w, b)]
+    mom, ep = momentum.make(), eps.make()
+    if numpy_skip_reason(args, training, mom, ep) is not None:
+        return
+    ref_args = [a.make() for a in (x, rm, rv, w, b)]
+    y_ref, err_ref = attempt(lambda: F.batch_norm(ref_args[0], ref_args[1], ref_args[2],
+                                                  ref_args[3], ref_args[4], training, mom, ep))
+    if err_ref is None and SCALE_OF_CASE[0] is None:
+        return   # a documented bncourse.torch difference returned early: nothing to scale by
+    where = f"batch_norm(x={x}, rm={rm}, rv={rv}, w={w}, b={b}, training={training!r}, " \
+            f"momentum={momentum}, eps={eps})"
+    run_numpy_arguments(args, training, mom, ep, y_ref, err_ref, ref_args[1], ref_args[2], where)
 
 
 @seed(20261132)
 @FUZZ_SETTINGS
 @given(args=argument_cases())
 def test_fuzz_arguments(args):
-    record("arguments", lambda: run_argument_case(*args))
+    record("arguments", lambda: run_argument_case_three_way(*args))
 
 
 def _summarise(path: str) -> None:
