@@ -213,8 +213,16 @@ def batchnorm_forward(
         written ``(1, 3)``), e.g. ``ValueError: Expected more than 1 value per channel when
         training, got input size (1, 3)``.
 
-    A zero-size batch returns an empty output and leaves the running statistics unchanged (the
-    counter is still incremented). A constant channel gives exactly ``bias``.
+    A zero-size batch (``N = 0`` or an empty spatial dimension) returns an empty output and leaves
+    the running statistics unchanged (the counter is still incremented). A constant channel gives
+    exactly ``bias`` (torch adds its mean's rounding error times ``weight / sqrt(eps)``).
+
+    Any NumPy layout is accepted (negative strides, Fortran order, read-only arrays, broadcast
+    stride-0 views); ``y`` and the gradients are C-contiguous. ``inf`` / ``nan`` propagate as in
+    torch (a channel holding them gives ``nan``; its running mean is ``±inf`` when its only specials
+    are infinities of one sign); float32 squares that overflow are summed in float64, and an
+    ``eps`` below float32's normal range makes the computation float64, as torch's float64
+    accumulation does.
     """
     _validate.validate_forward(x, weight, bias, running_mean, running_var,
                                training=training, eps=eps)

@@ -16,6 +16,15 @@ Numerics
     float64 detour costs); a constant channel gives exactly ``bias``.
   * float16 / bfloat16 input is computed in float32 and returned in the input dtype (torch's
     mixed path when the parameters are float32).
+  * IEEE specials propagate as in torch: ``inf`` / ``nan`` in a channel make its output, gradients
+    and running statistics ``nan`` (a running mean becomes ``±inf`` when the channel's only
+    specials are infinities of one sign, as torch's); huge float32 values whose squares overflow
+    get their variance in float64 (torch accumulates in float64); an ``eps`` below float32's
+    normal range (1.2e-38) switches the whole computation to float64, so it is not rounded away.
+
+Memory layout: any strided input torch accepts (transposed / permuted views, stepped slices,
+expanded stride-0 tensors, channels_last / channels_last_3d) and any ``dy``; the output and the
+input gradient get torch's memory format (``_layout.suggest_memory_format``).
 
 Backward (compact formula, ``xhat = (x - mean) * invstd``, ``n = N * prod(spatial)``)::
 
@@ -26,11 +35,30 @@ Backward (compact formula, ``xhat = (x - mean) * invstd``, ``n = N * prod(spatia
 Double backward: when the backward itself runs with ``create_graph=True`` it is evaluated with
 differentiable tensor ops recomputed from the saved input, so ``gradgradcheck`` passes.
 
-Validation matches torch's exception types and messages (``bncourse._checks``), in torch's order,
-with two deliberate differences: an input of rank < 2 that is not empty raises
-``ValueError: expected at least 2D input (got 1D input)`` (torch reads past the shape: an
-``IndexError`` or a meaningless ``running_mean should contain 0 elements not 3``), and a non-tensor
-``input`` always raises ``TypeError`` (torch raises ``AttributeError`` in training).
+Validation matches torch's exception types and messages (``bncourse._checks``), in torch's order:
+``F.batch_norm``'s own checks on the raw arguments (one value per channel, the ``eps`` rules),
+then its argument parser's types in positional order (``training`` must be a ``bool``;
+``momentum`` / ``eps`` may be Python or NumPy numbers or 0-d tensors that do not require grad),
+then ATen's checks (sizes, evaluation-mode buffers, buffers' ``requires_grad``, both-or-neither
+buffers, mixed dtypes, the buffers' rank, same dtypes, devices).
+
+Differences from torch, deliberate (torch's result is wrong or meaningless there):
+
+* a constant channel gives exactly ``bias`` (torch: ``bias`` plus the rounding error of its mean
+  times ``weight / sqrt(eps)``, which can be large for a small ``eps``);
+* an input of rank < 2 that is not empty raises ``ValueError: expected at least 2D input (got 1D
+  input)`` (torch reads past the shape: an ``IndexError`` or a meaningless ``running_mean should
+  contain 0 elements not 3``), and a non-tensor ``input`` in training raises the parser's
+  ``TypeError`` (torch: ``AttributeError`` from ``input.size()``);
+* float16 / bfloat16 results keep float32 accuracy where torch's half-precision kernels round
+  intermediate values (differences of several half-precision ulps);
+* in evaluation, an ``eps`` below float32's range is honoured (torch's float32 kernel rounds it to
+  0, so a zero ``running_var`` gives ``inf``);
+* a ``channels_last`` input that is dense in that order only through its size-1 dimensions, e.g.
+  ``(1, 4, 2, 1, 1)`` with strides ``(1, 1, 4, 8, 4)``, with a contiguous ``dy``: torch 2.13's CPU
+  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct;
+* a ``dx`` that depends on nothing requiring grad (evaluation without ``weight``) has no graph
+  under ``create_graph=True`` (torch builds one whose gradients are zero).
 """
 from __future__ import annotations
 
