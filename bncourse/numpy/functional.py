@@ -220,9 +220,9 @@ def batchnorm_forward(
     Any NumPy layout is accepted (negative strides, Fortran order, read-only arrays, broadcast
     stride-0 views); ``y`` and the gradients are C-contiguous. ``inf`` / ``nan`` propagate as in
     torch (a channel holding them gives ``nan``; its running mean is ``±inf`` when its only specials
-    are infinities of one sign); float32 squares that overflow are summed in float64, and an
-    ``eps`` below float32's normal range makes the computation float64, as torch's float64
-    accumulation does.
+    are infinities of one sign); float32 squares that overflow are summed in float64 (torch's
+    float32 kernel returns 0 there), and an ``eps`` below float32's normal range makes the
+    computation float64, so that it is not rounded away.
     """
     _validate.validate_forward(x, weight, bias, running_mean, running_var,
                                training=training, eps=eps)

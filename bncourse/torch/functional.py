@@ -19,7 +19,7 @@ Numerics
   * IEEE specials propagate as in torch: ``inf`` / ``nan`` in a channel make its output, gradients
     and running statistics ``nan`` (a running mean becomes ``±inf`` when the channel's only
     specials are infinities of one sign, as torch's); huge float32 values whose squares overflow
-    get their variance in float64 (torch accumulates in float64); an ``eps`` below float32's
+    get their variance in float64; an ``eps`` below float32's
     normal range (1.2e-38) switches the whole computation to float64, so it is not rounded away.
 
 Memory layout: any strided input torch accepts (transposed / permuted views, stepped slices,
@@ -52,8 +52,11 @@ Differences from torch, deliberate (torch's result is wrong or meaningless there
   ``TypeError`` (torch: ``AttributeError`` from ``input.size()``);
 * float16 / bfloat16 results keep float32 accuracy where torch's half-precision kernels round
   intermediate values (differences of several half-precision ulps);
-* in evaluation, an ``eps`` below float32's range is honoured (torch's float32 kernel rounds it to
-  0, so a zero ``running_var`` gives ``inf``);
+* float32 values whose squares overflow (``|x - mean| > 1.8e19``) are normalised correctly
+  (torch's float32 kernel returns 0: its variance overflows to ``inf``);
+* an ``eps`` below float32's range is honoured (torch's float32 kernel rounds it away: in
+  evaluation a zero ``running_var`` gives ``inf``, in training its gradients can be off by tens of
+  percent for data of that scale);
 * a ``channels_last`` input that is dense in that order only through its size-1 dimensions, e.g.
   ``(1, 4, 2, 1, 1)`` with strides ``(1, 1, 4, 8, 4)``, with a contiguous ``dy``: torch 2.13's CPU
   backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct;
@@ -130,6 +133,29 @@ def _check_arg_types(input, weight, bias, running_mean, running_var, training, m
                             f"not {_type_name(value)}")
 
 
+def _check_param_access(input: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                        running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                        training: bool) -> None:
+    """The rank and dtype errors of ATen's CPU kernel, in the order it reads its tensors.
+
+    A running buffer is read through a 1-D accessor (rank first, then dtype); weight and bias
+    through a typed pointer (dtype only). Training reads the buffers first, evaluation weight and
+    bias first (probed on torch 2.13). Reached only without mixed types, so every tensor must
+    have the input's dtype.
+    """
+    stats = ((running_mean, True), (running_var, True))
+    affine = ((weight, False), (bias, False))
+    expected = _dtype_name(input)
+    for t, is_stat in (stats + affine if training else affine + stats):
+        if t is None:
+            continue
+        if is_stat:
+            _checks.check_stats_ndim(t.dim())
+        if _dtype_name(t) != expected:
+            raise RuntimeError(f"expected scalar type {_checks.torch_type_name(expected)} but found "
+                               f"{_checks.torch_type_name(_dtype_name(t))}")
+
+
 def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
     for t in others:
         if t is not None and t.device != input.device:
@@ -189,10 +215,7 @@ def batch_norm(
         _checks.check_stats_pairing(running_mean is not None, running_var is not None)
     dtypes = [_dtype_name(t) for t in (weight, bias, running_mean, running_var)]
     _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
-    for t in (running_mean, running_var):
-        if t is not None:
-            _checks.check_stats_ndim(t.dim())
-    _checks.check_same_dtypes(_dtype_name(input), dtypes)
+    _check_param_access(input, weight, bias, running_mean, running_var, training)
     _check_devices(input, weight, bias, running_mean, running_var)
     return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
                                     training, momentum, eps)
@@ -249,7 +272,7 @@ def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
 
 def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor]) -> Tensor:
     """The biased variance in float64, for float32 data whose squares overflow float32
-    (``|x - mean| > 1.8e19``; torch's CPU kernel accumulates in float64). Also reached, harmlessly,
+    (``|x - mean| > 1.8e19``; torch's float32 kernel returns 0 there). Also reached, harmlessly,
     when the data hold ``inf`` or ``nan`` (the result is then ``nan`` as before)."""
     c64 = centered.to(torch.float64)
     m64 = m.to(torch.float64)
