@@ -140,12 +140,13 @@ def _check_param_access(input: Tensor, weight: Optional[Tensor], bias: Optional[
 
     A running buffer is read through a 1-D accessor (rank first, then dtype); weight and bias
     through a typed pointer (dtype only). Training reads the buffers first, evaluation weight and
-    bias first (probed on torch 2.13). Reached only without mixed types, so every tensor must
-    have the input's dtype.
+    bias first (probed on torch 2.13). Every tensor must have the parameter dtype: the input's,
+    or float32 on the mixed path (which :func:`_checks.check_mixed_dtypes` has vetted already).
     """
     stats = ((running_mean, True), (running_var, True))
     affine = ((weight, False), (bias, False))
-    expected = _dtype_name(input)
+    first = next((t for t in (weight, bias, running_mean, running_var) if t is not None), None)
+    expected = _dtype_name(input) if first is None else _dtype_name(first)
     for t, is_stat in (stats + affine if training else affine + stats):
         if t is None:
             continue
