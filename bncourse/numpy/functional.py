@@ -280,8 +280,9 @@ def batchnorm_forward(
     if update_buffers and m > 0:
         assert running_mean is not None and running_var is not None
         factor = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
-        running_mean[...] = (1.0 - factor) * running_mean + factor * mean
-        running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
+        with np.errstate(over="ignore"):   # a variance beyond the buffer's dtype is inf, as in torch
+            running_mean[...] = (1.0 - factor) * running_mean + factor * mean
+            running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
 
     # y = (xc - delta) * (invstd * weight) + bias, block by block (see _sample_blocks): three
     # in-cache operations cost about what two passes over memory do. Subtracting delta (rather
@@ -300,10 +301,12 @@ def batchnorm_forward(
         if bias_ is not None:
             np.add(out, bias_[:k], out=out)
 
+    with np.errstate(over="ignore"):       # the variance of huge float32 data is inf in float32
+        var_c = var.astype(cdt)
     cache = BatchNormCache(
         xc=xc,
         delta=delta.astype(cdt),
-        var=var.astype(cdt),
+        var=var_c,
         invstd=invstd.astype(cdt),
         eps=float(eps),
         weight=None if weight is None else weight.astype(cdt),
@@ -371,6 +374,12 @@ def batchnorm_backward(
     s = dy3.shape[2]
     a = gamma * invstd                                  # dx = a * dy (+ the projection in training)
     project = cache.training and m > 0                  # batch statistics: dx is projected
+    if project and cache.eps < _OVERFLOW_EPS:
+        # invstd**2 (in b) may overflow float64: the textbook form through x_hat instead
+        x_hat = (cache.xc - cache.delta[:, None]) * cache.invstd[:, None]
+        dx3 = (a[:, None] * (dy3 - (dbias / m)[:, None] - x_hat * (dweight / m)[:, None]))
+        dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
+        return dx3.astype(cache.x_dtype).reshape(cache.x_shape), dweight_out, dbias_out
     if project:
         # dx = a*dy - a/m*dbias - a/m * x_hat * dweight, with x_hat = (xc - delta) * invstd:
         #    = a*dy + b*xc + c,   b = -a*invstd*dweight/m,   c = -a*dbias/m - b*delta.
@@ -378,12 +387,6 @@ def batchnorm_backward(
         # multiply-adds into dx, block by block with one small scratch array (see _sample_blocks).
         b = -a * invstd * dweight / m
         c = -a * dbias / m - b * delta
-    if project and cache.eps < _OVERFLOW_EPS:
-        # invstd**2 (in b) may overflow float64: the textbook form through x_hat instead
-        x_hat = (cache.xc - cache.delta[:, None]) * cache.invstd[:, None]
-        dx3 = (a[:, None] * (dy3 - (dbias / m)[:, None] - x_hat * (dweight / m)[:, None]))
-        dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
-        return dx3.astype(cache.x_dtype).reshape(cache.x_shape), dweight_out, dbias_out
     dy2, xc2 = _rows(dy3), _rows(cache.xc)
     dx = np.empty(dy2.shape, cdt)
     tile_rows, blocks = _sample_blocks(*dx.shape)
