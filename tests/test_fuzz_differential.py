@@ -401,7 +401,8 @@ def _run_module_case(case: ModuleCase) -> None:
             y_np, err_np = attempt(lambda: twin.forward(x_np))
             check_errors(f"bncourse.numpy {where}", err_np, err_ref, numpy=True)
         scales = tol.condition_scales(x64, _np64(dy), None if ref.weight is None else
-                                      _np64(ref.weight), mean, var, case.eps, batch_stats)
+                                      _np64(ref.weight), mean, var, case.eps, batch_stats,
+                                      case.x_dtype)
         if err_ref is None:
             check_close(f"bncourse.torch y {where}", y_ours, y_ref, case.x_dtype, scales.y,
                         param_dtype=case.p_dtype, truth=truth["y"])

@@ -74,11 +74,15 @@ class Scales:
 
 
 def condition_scales(x: np.ndarray, dy: np.ndarray | None, weight: np.ndarray | None,
-                     mean: np.ndarray, var: np.ndarray, eps: float, batch_stats: bool) -> Scales:
+                     mean: np.ndarray, var: np.ndarray, eps: float, batch_stats: bool,
+                     dtype: torch.dtype | None = None) -> Scales:
     """Scales for :func:`allowed_error` from float64 copies of the step's tensors.
 
     ``x``, ``dy``: ``(N, C, *spatial)``; ``weight``, ``mean``, ``var``: ``(C,)`` (the statistics the
-    step normalises with: batch or running).
+    step normalises with: batch or running). ``dtype`` (the input's): a variance in the subnormal
+    range of its compute dtype is only known to the subnormal spacing, an absolute error that
+    becomes the relative error ``spacing / (var + eps)`` of ``invstd`` (data of magnitude 1e-160 in
+    float64, 1e-23 in float32); that is added, in units of the compute dtype's roundoff.
     """
     c = x.shape[1]
     axes = tuple(i for i in range(x.ndim) if i != 1)
@@ -88,6 +92,11 @@ def condition_scales(x: np.ndarray, dy: np.ndarray | None, weight: np.ndarray | 
         invstd = 1.0 / np.sqrt(var + eps)
         w = np.ones(c) if weight is None else np.abs(weight)
         cond = amax * invstd                                       # max|x| / sqrt(var + eps)
+        if dtype is not None:
+            compute = COMPUTE_DTYPE[dtype]
+            spacing = float(np.finfo(np.float64 if compute == torch.float64 else np.float32)
+                            .smallest_subnormal)
+            cond = cond + spacing / (var + eps) / UNIT_ROUNDOFF[compute]
         if not batch_stats:
             cond = np.maximum(cond, 1.0)
         dymax = np.zeros(c) if dy is None else np.max(np.abs(dy), axis=axes, initial=0.0)

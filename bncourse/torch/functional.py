@@ -308,12 +308,15 @@ class _BatchNormFunction(torch.autograd.Function):
             m = channel_sum(centered, ones).div_(n)              # mean - m0
             out = torch.mul(centered, centered)                  # reused for y below
             var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
-            if ct == torch.float32 and not bool(var.isfinite().all()):
+            # one check for every special case (two small ops): var is inf or nan only when the
+            # data hold inf / nan or their float32 squares overflow
+            special = not math.isfinite(var.sum().item())
+            if special and ct == torch.float32:
                 var = _variance_float64(centered, m, n, ones)
             if running_mean is not None:                         # var is the biased variance
                 # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
-                _update_running(running_mean, pilot + m.nan_to_num(0.0, math.inf, -math.inf),
-                                momentum)
+                mean = pilot + (m.nan_to_num(0.0, math.inf, -math.inf) if special else m)
+                _update_running(running_mean, mean, momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
                 _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
             invstd = _invstd(var, eps, ct, inplace=True)         # var is not needed any more
