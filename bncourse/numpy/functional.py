@@ -15,6 +15,7 @@ cache. The cache holds references to arrays made by the forward; do not modify t
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union, overload
@@ -255,18 +256,21 @@ def batchnorm_forward(
         xc = _centre(x3, shift, cdt, reuse)
         delta = _sum_per_channel(xc) / count                      # float64
         sum_sq = _sum_per_channel(xc, xc)
-        if not np.isfinite(sum_sq).all():
-            # float32 squares beyond its range (|x - mean| > 1.8e19), or inf/nan in the data
-            # (then the result stays nan): sum the squares in float64, like torch's CPU kernel
-            xc64 = xc.astype(np.float64)
-            sum_sq = _sum_per_channel(xc64, xc64)
         mean = shift + delta
-        if not np.isfinite(shift).all():
-            # inf in the pilot samples: xc = x - inf holds no information, delta is nan; the
-            # mean itself (inf, or nan with -inf or nan elsewhere) is the plain sum's
-            mean = _sum_per_channel(x3, dtype=cdt) / count
-        with np.errstate(invalid="ignore"):
-            var = np.maximum(sum_sq / count - delta * delta, 0.0)
+        special = not math.isfinite(sum_sq.sum())
+        if special:
+            # One check for every special case: the sum of squares is inf or nan only when the
+            # data hold inf / nan (an infinite shift makes every xc inf or nan too) or their
+            # float32 squares overflow (|x - mean| > 1.8e19).
+            if cdt == np.float32:   # the squares in float64 (inf / nan data: still nan)
+                xc64 = xc.astype(np.float64)
+                sum_sq = _sum_per_channel(xc64, xc64)
+            if not np.isfinite(shift).all():
+                # inf in the pilot samples: xc = x - inf holds no information, delta is nan;
+                # the mean (inf, or nan with -inf or nan elsewhere) is the plain sum's
+                mean = _sum_per_channel(x3, dtype=cdt) / count
+        with np.errstate(invalid="ignore") if special else contextlib.nullcontext():
+            var = np.maximum(sum_sq / count - delta * delta, 0.0)   # inf - inf: nan, no warning
     else:
         assert running_mean is not None and running_var is not None
         shift = running_mean.astype(cdt)
