@@ -97,6 +97,25 @@ def test_double_backward_on_strided_inputs(layout):
         lambda x_, w_, b_: bt.batch_norm(x_, None, None, w_, b_, True), (x, w, b))
 
 
+@pytest.mark.parametrize("dy_format", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("x_strides", [(9, 1, 3, 1), (9, 1, 3, 27)])
+def test_grad_format_follows_torch_for_ambiguous_size1_layouts(x_strides, dy_format):
+    # (3, 3, 3, 1) that is channels_last-dense only through its size-1 W: torch's output is
+    # channels_last, but dx is contiguous when dy's strides say channels_last (ATen's slow path)
+    x = torch.empty_strided((3, 3, 3, 1), x_strides, dtype=torch.float64).normal_()
+    dy = torch.randn(3, 3, 3, 1, dtype=torch.float64)
+    if dy_format == "channels_last":
+        dy = dy.contiguous(memory_format=torch.channels_last)
+    ref, ours = _pair("BatchNorm2d", 3)
+    y_ref, dx_ref = _run(ref, x, dy)
+    y, dx = _run(ours, x, dy)
+    assert _dense_significant(y) == _dense_significant(y_ref)
+    assert _dense_significant(dx) == _dense_significant(dx_ref)
+    assert_close(y, y_ref, **FLOAT64_PARITY)
+    if dy_format == "channels_last":
+        assert_close(dx, dx_ref, **FLOAT64_PARITY)
+
+
 def test_suggest_memory_format_matches_torch_output():
     for make in LAYOUTS.values():
         x = make()

@@ -52,7 +52,8 @@ def validate_forward(
     """All checks of ``batchnorm_forward``, in the order torch makes them.
 
     torch's order: (python) batch-size-1 rule and eps rule, then (the argument parser) the types of
-    the parameters and of ``training`` (a bool), then (ATen) channel counts and evaluation-mode
+    the parameters and of ``training`` (a bool; NumPy's ``np.bool_`` is accepted too, unlike
+    torch), then (ATen) channel counts and evaluation-mode
     buffers, the both-or-neither rule for the buffers, dtypes. The NumPy path checks that ``x`` is
     an array of rank >= 2 first (torch fails on those with unrelated messages), requires 1-D
     parameters (torch accepts any shape with C elements for ``weight`` / ``bias``), and keeps every

@@ -53,6 +53,21 @@ def _strides_like_channels_last(sizes: tuple[int, ...], strides: tuple[int, ...]
     return True
 
 
+def _channels_last_format(nd: int) -> torch.memory_format:
+    return torch.channels_last if nd == 4 else torch.channels_last_3d
+
+
+def _strides_say_channels_last(t: Tensor) -> bool:
+    """ATen's ``t.suggest_memory_format()`` is channels_last(_3d) (not exposed in Python)."""
+    return t.dim() in (4, 5) and _strides_like_channels_last(tuple(t.shape), t.stride())
+
+
+def _dense_in_a_format(t: Tensor) -> bool:
+    """ATen's ``is_contiguous`` helper of the BatchNorm kernels: contiguous in some format."""
+    return t.is_contiguous() or (t.dim() in (4, 5) and
+                                 t.is_contiguous(memory_format=_channels_last_format(t.dim())))
+
+
 def suggest_memory_format(x: Tensor) -> torch.memory_format:
     """The memory format of torch's CPU BatchNorm output for input ``x``.
 
@@ -63,7 +78,7 @@ def suggest_memory_format(x: Tensor) -> torch.memory_format:
     """
     if x.dim() not in (4, 5) or x.is_contiguous():
         return torch.contiguous_format
-    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    fmt = _channels_last_format(x.dim())
     if x.is_contiguous(memory_format=fmt) or _strides_like_channels_last(tuple(x.shape), x.stride()):
         return fmt
     return torch.contiguous_format
@@ -76,18 +91,34 @@ class Layout:
     shape: tuple[int, ...]   # the original (N, C, *spatial)
     channels_last: bool      # True: the working view is (N * prod(spatial), C)
     two_d: bool              # the working view is (R, C), per-channel values (1, C)
+    dense: bool = True       # the input is contiguous in some memory format
+    strides_cl: bool = False  # ATen's suggest_memory_format() of the input is channels_last
 
     @staticmethod
     def of(x: Tensor) -> "Layout":
         shape = tuple(x.shape)
         cl = suggest_memory_format(x) is not torch.contiguous_format
-        return Layout(shape, cl, cl or math.prod(shape[2:]) == 1)
+        return Layout(shape, cl, cl or math.prod(shape[2:]) == 1, _dense_in_a_format(x),
+                      _strides_say_channels_last(x))
+
+    def grad_format(self, dy: Tensor) -> torch.memory_format:
+        """The memory format of torch's CPU ``dx`` for this input and ``dy``.
+
+        ATen's backward takes its fast path when input and ``dy`` are both dense and their
+        ``suggest_memory_format()`` agree; ``dx`` then has the forward kernel's format (this
+        layout's). Otherwise ``dx`` gets the input's ``suggest_memory_format()``, which differs
+        from the forward's only for tensors that are channels_last-dense through size-1
+        dimensions (e.g. strides ``(9, 1, 3, 1)`` for ``(3, 3, 3, 1)``).
+        """
+        if self.dense and _dense_in_a_format(dy) and _strides_say_channels_last(dy) == self.strides_cl:
+            return self.memory_format
+        if self.strides_cl:
+            return _channels_last_format(len(self.shape))
+        return torch.contiguous_format
 
     @property
     def memory_format(self) -> torch.memory_format:
-        if not self.channels_last:
-            return torch.contiguous_format
-        return torch.channels_last if len(self.shape) == 4 else torch.channels_last_3d
+        return _channels_last_format(len(self.shape)) if self.channels_last else torch.contiguous_format
 
     @property
     def num_channels(self) -> int:
@@ -116,6 +147,15 @@ class Layout:
         if self.two_d:
             return t if t.dim() == 2 else t.view(n, c)
         return t.view(n, c, -1)
+
+    def grad_from_work(self, t: Tensor, dy: Tensor) -> Tensor:
+        """:meth:`from_work` for ``dx``, in :meth:`grad_format` (one copy where that differs)."""
+        dx = self.from_work(t)
+        if len(self.shape) in (4, 5):
+            fmt = self.grad_format(dy)
+            if fmt is not self.memory_format:
+                dx = dx.contiguous(memory_format=fmt)
+        return dx
 
     def from_work(self, t: Tensor) -> Tensor:
         """Inverse of :meth:`to_work`: a ``(N, C, *spatial)`` view of ``t`` in this layout."""

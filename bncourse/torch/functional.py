@@ -382,7 +382,7 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
             dot = channel_sum(tmp, ones).mul_(invstd)
         if need_x:
             dxw = torch.mul(dyw, scale, out=tmp)
-    dx = layout.from_work(_cast(dxw, dy.dtype)) if dxw is not None else None
+    dx = layout.grad_from_work(_cast(dxw, dy.dtype), dy) if dxw is not None else None
     return dx, dot, db
 
 
@@ -407,4 +407,4 @@ def _backward_differentiable(ctx, dy, x, weight, m, invstd):
         dxw = w * istd / n * (n * dyw - db - xhat * dw)
     else:
         dxw = dyw * (w * istd)
-    return layout.from_work(_cast(dxw, x.dtype)), dw, db
+    return layout.grad_from_work(_cast(dxw, x.dtype), dy), dw, db
