@@ -19,7 +19,7 @@ Numerics
   * IEEE specials propagate as in torch: ``inf`` / ``nan`` in a channel make its output, gradients
     and running statistics ``nan`` (a running mean becomes ``±inf`` when the channel's only
     specials are infinities of one sign, as torch's); huge float32 values whose squares overflow
-    get their variance in float64; an ``eps`` below float32's
+    get their variance in float64 (on CPU only: the check would stall a GPU's queue); an ``eps`` below float32's
     normal range (1.2e-38) switches the whole computation to float64, so it is not rounded away.
 
 Memory layout: any strided input torch accepts (transposed / permuted views, stepped slices,
@@ -309,13 +309,15 @@ class _BatchNormFunction(torch.autograd.Function):
             out = torch.mul(centered, centered)                  # reused for y below
             var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
             # one check for every special case (two small ops): var is inf or nan only when the
-            # data hold inf / nan or their float32 squares overflow
-            special = not math.isfinite(var.sum().item())
+            # data hold inf / nan or their float32 squares overflow. It reads a value back to the
+            # host, which would stall an accelerator's queue: there (special = None) the cheap
+            # fix below always runs and the float64 variance does not (see the module docstring)
+            special = not math.isfinite(var.sum().item()) if xw.device.type == "cpu" else None
             if special and ct == torch.float32:
                 var = _variance_float64(centered, m, n, ones)
             if running_mean is not None:                         # var is the biased variance
                 # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
-                mean = pilot + (m.nan_to_num(0.0, math.inf, -math.inf) if special else m)
+                mean = pilot + (m if special is False else m.nan_to_num(0.0, math.inf, -math.inf))
                 _update_running(running_mean, mean, momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
                 _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
