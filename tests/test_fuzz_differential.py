@@ -626,7 +626,7 @@ def numpy_skip_reason(args: list, training, momentum, eps) -> str | None:
 
 
 def run_numpy_arguments(args: list, training, momentum, eps, y_ref, err_ref, rm_ref, rv_ref,
-                        where: str) -> None:
+                        where: str, scales: tuple) -> None:
     conv = [t.detach().numpy().copy() if isinstance(t, torch.Tensor) else t for t in args]
     x, rm, rv, w, b = conv
     out, err = attempt(lambda: bnp.batchnorm_forward(x, w, b, rm, rv, training=training,
@@ -639,17 +639,16 @@ def run_numpy_arguments(args: list, training, momentum, eps, y_ref, err_ref, rm_
     check_errors(f"bncourse.numpy {where}", err, err_ref, numpy=True)
     if err_ref is None:
         dt = args[0].dtype
-        check_close(f"bncourse.numpy y {where}", out[0], y_ref, dt, SCALE_OF_CASE[0])
+        check_close(f"bncourse.numpy y {where}", out[0], y_ref, dt, scales[0])
         for name, a, e in (("running_mean", rm, rm_ref), ("running_var", rv, rv_ref)):
             if isinstance(e, torch.Tensor):
-                check_close(f"bncourse.numpy {name} {where}", a, e, e.dtype, SCALE_OF_CASE[1][name],
+                check_close(f"bncourse.numpy {name} {where}", a, e, e.dtype, scales[1][name],
                             param=True)
 
 
-SCALE_OF_CASE: list = [None, {}]
 
-
-def run_argument_case(x, rm, rv, w, b, training, momentum, eps) -> None:
+def run_argument_case(x, rm, rv, w, b, training, momentum, eps) -> tuple | None:
+    """bncourse.torch against torch.nn; returns the scales of a successful call (for NumPy)."""
     def build():
         return [a.make() for a in (x, rm, rv, w, b, momentum, eps)]
 
@@ -688,13 +687,12 @@ def run_argument_case(x, rm, rv, w, b, training, momentum, eps) -> None:
                                  if np.size(sc) >= e.numel() else sc)
             check_close(f"bncourse.torch {name} {where}", a, e, e.dtype, stat_scales[name],
                         param=True)
-    SCALE_OF_CASE[:] = [scales.y if x64.size else 0.0, stat_scales]
+    return scales.y if x64.size else 0.0, stat_scales
 
 
 def run_argument_case_three_way(x, rm, rv, w, b, training, momentum, eps) -> None:
     """bncourse.torch against torch.nn, then bncourse.numpy where it takes the arguments."""
-    SCALE_OF_CASE[:] = [None, {}]
-    run_argument_case(x, rm, rv, w, b, training, momentum, eps)
+    case_scales = run_argument_case(x, rm, rv, w, b, training, momentum, eps)
     args = [a.make() for a in (x, rm, rv, w, b)]
     mom, ep = momentum.make(), eps.make()
     if numpy_skip_reason(args, training, mom, ep) is not None:
@@ -702,11 +700,12 @@ def run_argument_case_three_way(x, rm, rv, w, b, training, momentum, eps) -> Non
     ref_args = [a.make() for a in (x, rm, rv, w, b)]
     y_ref, err_ref = attempt(lambda: F.batch_norm(ref_args[0], ref_args[1], ref_args[2],
                                                   ref_args[3], ref_args[4], training, mom, ep))
-    if err_ref is None and SCALE_OF_CASE[0] is None:
+    if err_ref is None and case_scales is None:
         return   # a documented bncourse.torch difference returned early: nothing to scale by
     where = f"batch_norm(x={x}, rm={rm}, rv={rv}, w={w}, b={b}, training={training!r}, " \
             f"momentum={momentum}, eps={eps})"
-    run_numpy_arguments(args, training, mom, ep, y_ref, err_ref, ref_args[1], ref_args[2], where)
+    run_numpy_arguments(args, training, mom, ep, y_ref, err_ref, ref_args[1], ref_args[2], where,
+                        case_scales or (None, {}))
 
 
 @seed(20261132)

@@ -37,7 +37,7 @@ def _dense_significant(t: torch.Tensor) -> tuple:
     return tuple((d, s) for d, s in zip(t.shape, t.stride()) if d > 1)
 
 
-def test_issue_example_transposed_1d_input():
+def test_transposed_1d_input_as_after_an_embedding():
     x = torch.randn(2, 4, 3, dtype=torch.float64).transpose(1, 2)   # (N, L, C) -> (N, C, L)
     ref, ours = _pair("BatchNorm1d", 3)
     assert_close(ours(x), ref(x), **FLOAT64_PARITY)
