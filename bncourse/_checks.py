@@ -43,10 +43,14 @@ def check_input_rank(ndim: int, allowed: Optional[Sequence[int]] = None) -> None
 
 
 def check_eps(eps: float, training: bool) -> None:
-    """torch 2.x: eps must be > 0 in training and >= 0 always."""
-    if training and eps <= 0:
+    """torch 2.x: eps must be > 0 in training and >= 0 always.
+
+    Compared as given (a 0-d tensor, a string), like ``F.batch_norm``, so that a wrong type fails
+    with the same exception as there; ``nan`` passes both checks, as it does in torch.
+    """
+    if training and eps <= 0.0:
         raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
-    if eps < 0:
+    if eps < 0.0:
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
 
 
@@ -91,16 +95,31 @@ def check_dtypes(input_dtype: str, param_dtypes: Sequence[Optional[str]]) -> Non
     * otherwise every present parameter must have the input's dtype:
       ``RuntimeError: expected scalar type Half but found Float``.
     """
+    check_mixed_dtypes(input_dtype, param_dtypes)
+    check_same_dtypes(input_dtype, param_dtypes)
+
+
+def check_mixed_dtypes(input_dtype: str, param_dtypes: Sequence[Optional[str]]) -> None:
+    """The first half of :func:`check_dtypes`: the input's own dtype, and the mixed-type rules.
+
+    torch makes these before the running buffers' rank check (:func:`check_stats_ndim`), and the
+    same-dtype rule (:func:`check_same_dtypes`) after it.
+    """
     if input_dtype not in FLOAT_DTYPES:
         raise NotImplementedError(f"\"batch_norm\" not implemented for '{torch_type_name(input_dtype)}'")
     present = [d for d in param_dtypes if d is not None]
-    if not present:
-        return
-    if present[0] != input_dtype:  # torch's is_mixed_type: compares with the first defined one
+    if present and present[0] != input_dtype:  # torch's is_mixed_type: compares with the first one
         if any(d != "float32" for d in present):
             raise RuntimeError("mixed dtype (CPU): expect parameter to have scalar type of Float")
         if input_dtype not in ("float16", "bfloat16"):
             raise RuntimeError("mixed dtype (CPU): all inputs must share same datatype.")
+
+
+def check_same_dtypes(input_dtype: str, param_dtypes: Sequence[Optional[str]]) -> None:
+    """The second half of :func:`check_dtypes`: without mixed types, every parameter has the
+    input's dtype."""
+    present = [d for d in param_dtypes if d is not None]
+    if not present or present[0] != input_dtype:
         return
     for d in present:
         if d != input_dtype:

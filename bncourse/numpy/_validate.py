@@ -51,19 +51,25 @@ def validate_forward(
 ) -> None:
     """All checks of ``batchnorm_forward``, in the order torch makes them.
 
-    torch's order: (python) batch-size-1 rule and eps rule, then (ATen) channel counts and
-    evaluation-mode buffers, the both-or-neither rule for the buffers, dtypes. The NumPy path checks the
-    array types and the rank first (torch fails on those with unrelated messages), and keeps every
+    torch's order: (python) batch-size-1 rule and eps rule, then (the argument parser) the types of
+    the parameters and of ``training`` (a bool; NumPy's ``np.bool_`` is accepted too, unlike
+    torch), then (ATen) channel counts and evaluation-mode
+    buffers, the both-or-neither rule for the buffers, dtypes. The NumPy path checks that ``x`` is
+    an array of rank >= 2 first (torch fails on those with unrelated messages), requires 1-D
+    parameters (torch accepts any shape with C elements for ``weight`` / ``bias``), and keeps every
     check for zero-size batches too (ATen skips its checks there; we prefer a clear error).
     """
     check_array(x, "x", optional=False)
-    for name, value in (("weight", weight), ("bias", bias),
-                        ("running_mean", running_mean), ("running_var", running_var)):
-        check_array(value, name, optional=True)
     assert isinstance(x, np.ndarray)
     _checks.check_input_rank(x.ndim)
     _checks.check_enough_values(x.shape, training, torch_style=False)
     _checks.check_eps(eps, training)
+    # then the argument types, as torch's argument parser checks them after the two rules above
+    for name, value in (("weight", weight), ("bias", bias),
+                        ("running_mean", running_mean), ("running_var", running_var)):
+        check_array(value, name, optional=True)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
     size = lambda v: None if v is None else v.size  # noqa: E731
     _checks.check_batch_norm_params(x.shape[1], training, size(running_mean), size(running_var),
                                     size(weight), size(bias))

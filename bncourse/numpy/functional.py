@@ -15,6 +15,7 @@ cache. The cache holds references to arrays made by the forward; do not modify t
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union, overload
@@ -68,8 +69,16 @@ class BatchNormCache:
         return (self.xc - self.delta[:, None]) * self.invstd[:, None]
 
 
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are."""
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_OVERFLOW_EPS = 1e-290   # below it, invstd**2 <= 1 / eps can overflow float64 in the backward
+
+
+def _compute_dtype(dtype: np.dtype, eps: float = 1e-5) -> np.dtype:
+    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are;
+    float64 for any input when ``eps`` is below float32's normal range (1.2e-38), where a variance
+    of that size underflows in float32 and ``1 / var`` overflows (torch accumulates in float64)."""
+    if 0.0 < eps < _FLOAT32_TINY:
+        return np.dtype(np.float64)
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
@@ -115,7 +124,7 @@ def _per_position(v: np.ndarray, s: int, rows: int, dtype: np.dtype) -> np.ndarr
     for short rows (measured at (4096, 1024)), and broadcasting a ``(C, 1)`` column over
     ``(N, C, S)`` runs a short inner loop per (sample, channel) pair, 2-5x slower for small S.
     """
-    row = np.repeat(v.astype(dtype), s) if s > 1 else v.astype(dtype)
+    row = v.astype(dtype) if s == 1 else np.repeat(v.astype(dtype), s)   # s == 0: an empty row
     return row[None, :] if rows == 1 else np.tile(row, (rows, 1))
 
 
@@ -205,8 +214,16 @@ def batchnorm_forward(
         written ``(1, 3)``), e.g. ``ValueError: Expected more than 1 value per channel when
         training, got input size (1, 3)``.
 
-    A zero-size batch returns an empty output and leaves the running statistics unchanged (the
-    counter is still incremented). A constant channel gives exactly ``bias``.
+    A zero-size batch (``N = 0`` or an empty spatial dimension) returns an empty output and leaves
+    the running statistics unchanged (the counter is still incremented). A constant channel gives
+    exactly ``bias`` (torch adds its mean's rounding error times ``weight / sqrt(eps)``).
+
+    Any NumPy layout is accepted (negative strides, Fortran order, read-only arrays, broadcast
+    stride-0 views); ``y`` and the gradients are C-contiguous. ``inf`` / ``nan`` propagate as in
+    torch (a channel holding them gives ``nan``; its running mean is ``±inf`` when its only specials
+    are infinities of one sign); float32 squares that overflow are summed in float64 (torch's
+    float32 kernel returns 0 there), and an ``eps`` below float32's normal range makes the
+    computation float64, so that it is not rounded away.
     """
     _validate.validate_forward(x, weight, bias, running_mean, running_var,
                                training=training, eps=eps)
@@ -215,7 +232,7 @@ def batchnorm_forward(
     if update_buffers and momentum is None and num_batches_tracked is None:
         raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
 
-    cdt = _compute_dtype(x.dtype)
+    cdt = _compute_dtype(x.dtype, eps)
     x3 = _as_ncs(x)
     n_channels, s = x3.shape[1], x3.shape[2]
     m = x3.shape[0] * s
@@ -238,8 +255,22 @@ def batchnorm_forward(
         shift = (_sum_per_channel(pilot, dtype=cdt) / max(pilot.shape[0] * s, 1)).astype(cdt)
         xc = _centre(x3, shift, cdt, reuse)
         delta = _sum_per_channel(xc) / count                      # float64
+        sum_sq = _sum_per_channel(xc, xc)
         mean = shift + delta
-        var = np.maximum(_sum_per_channel(xc, xc) / count - delta * delta, 0.0)
+        special = not math.isfinite(sum_sq.sum())
+        if special:
+            # One check for every special case: the sum of squares is inf or nan only when the
+            # data hold inf / nan (an infinite shift makes every xc inf or nan too) or their
+            # float32 squares overflow (|x - mean| > 1.8e19).
+            if cdt == np.float32:   # the squares in float64 (inf / nan data: still nan)
+                xc64 = xc.astype(np.float64)
+                sum_sq = _sum_per_channel(xc64, xc64)
+            if not np.isfinite(shift).all():
+                # inf in the pilot samples: xc = x - inf holds no information, delta is nan;
+                # the mean (inf, or nan with -inf or nan elsewhere) is the plain sum's
+                mean = _sum_per_channel(x3, dtype=cdt) / count
+        with np.errstate(invalid="ignore") if special else contextlib.nullcontext():
+            var = np.maximum(sum_sq / count - delta * delta, 0.0)   # inf - inf: nan, no warning
     else:
         assert running_mean is not None and running_var is not None
         shift = running_mean.astype(cdt)
@@ -253,8 +284,9 @@ def batchnorm_forward(
     if update_buffers and m > 0:
         assert running_mean is not None and running_var is not None
         factor = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
-        running_mean[...] = (1.0 - factor) * running_mean + factor * mean
-        running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
+        with np.errstate(over="ignore"):   # a variance beyond the buffer's dtype is inf, as in torch
+            running_mean[...] = (1.0 - factor) * running_mean + factor * mean
+            running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
 
     # y = (xc - delta) * (invstd * weight) + bias, block by block (see _sample_blocks): three
     # in-cache operations cost about what two passes over memory do. Subtracting delta (rather
@@ -273,10 +305,12 @@ def batchnorm_forward(
         if bias_ is not None:
             np.add(out, bias_[:k], out=out)
 
+    with np.errstate(over="ignore"):       # the variance of huge float32 data is inf in float32
+        var_c = var.astype(cdt)
     cache = BatchNormCache(
         xc=xc,
         delta=delta.astype(cdt),
-        var=var.astype(cdt),
+        var=var_c,
         invstd=invstd.astype(cdt),
         eps=float(eps),
         weight=None if weight is None else weight.astype(cdt),
@@ -344,6 +378,12 @@ def batchnorm_backward(
     s = dy3.shape[2]
     a = gamma * invstd                                  # dx = a * dy (+ the projection in training)
     project = cache.training and m > 0                  # batch statistics: dx is projected
+    if project and cache.eps < _OVERFLOW_EPS:
+        # invstd**2 (in b) may overflow float64: the textbook form through x_hat instead
+        x_hat = (cache.xc - cache.delta[:, None]) * cache.invstd[:, None]
+        dx3 = (a[:, None] * (dy3 - (dbias / m)[:, None] - x_hat * (dweight / m)[:, None]))
+        dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
+        return dx3.astype(cache.x_dtype).reshape(cache.x_shape), dweight_out, dbias_out
     if project:
         # dx = a*dy - a/m*dbias - a/m * x_hat * dweight, with x_hat = (xc - delta) * invstd:
         #    = a*dy + b*xc + c,   b = -a*invstd*dweight/m,   c = -a*dbias/m - b*delta.

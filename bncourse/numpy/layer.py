@@ -100,14 +100,18 @@ class BatchNorm:
         # torch's rules (``_BatchNorm.forward``): batch statistics in training, and in
         # evaluation when there are no buffers; buffers are updated only when tracked.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        update = self.training and self.track_running_stats
+        # The counter is incremented before the batch is checked, as in torch: a batch that then
+        # fails (one value per channel) has still been counted.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked += 1
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         pass_buffers = (not self.training) or self.track_running_stats
         y, self._cache = batchnorm_forward(
             x, self.weight, self.bias,
             self.running_mean if pass_buffers else None,
             self.running_var if pass_buffers else None,
-            training=use_batch_stats, momentum=self.momentum, eps=self.eps,
-            num_batches_tracked=self.num_batches_tracked if update else None,
+            training=use_batch_stats, momentum=factor, eps=self.eps,
             reuse=self._cache,        # the previous step's cache is dead: recycle its buffer
         )
         return y

@@ -16,6 +16,15 @@ Numerics
     float64 detour costs); a constant channel gives exactly ``bias``.
   * float16 / bfloat16 input is computed in float32 and returned in the input dtype (torch's
     mixed path when the parameters are float32).
+  * IEEE specials propagate as in torch: ``inf`` / ``nan`` in a channel make its output, gradients
+    and running statistics ``nan`` (a running mean becomes ``±inf`` when the channel's only
+    specials are infinities of one sign, as torch's); huge float32 values whose squares overflow
+    get their variance in float64 (on CPU only: the check would stall a GPU's queue); an ``eps`` below float32's
+    normal range (1.2e-38) switches the whole computation to float64, so it is not rounded away.
+
+Memory layout: any strided input torch accepts (transposed / permuted views, stepped slices,
+expanded stride-0 tensors, channels_last / channels_last_3d) and any ``dy``; the output and the
+input gradient get torch's memory format (``_layout.suggest_memory_format``).
 
 Backward (compact formula, ``xhat = (x - mean) * invstd``, ``n = N * prod(spatial)``)::
 
@@ -26,17 +35,40 @@ Backward (compact formula, ``xhat = (x - mean) * invstd``, ``n = N * prod(spatia
 Double backward: when the backward itself runs with ``create_graph=True`` it is evaluated with
 differentiable tensor ops recomputed from the saved input, so ``gradgradcheck`` passes.
 
-Validation matches torch's exception types and messages (``bncourse._checks``), in torch's order,
-with two deliberate differences: an input of rank < 2 that is not empty raises
-``ValueError: expected at least 2D input (got 1D input)`` (torch reads past the shape: an
-``IndexError`` or a meaningless ``running_mean should contain 0 elements not 3``), and a non-tensor
-``input`` always raises ``TypeError`` (torch raises ``AttributeError`` in training).
+Validation matches torch's exception types and messages (``bncourse._checks``), in torch's order:
+``F.batch_norm``'s own checks on the raw arguments (one value per channel, the ``eps`` rules),
+then its argument parser's types in positional order (``training`` must be a ``bool``;
+``momentum`` / ``eps`` may be Python or NumPy numbers or 0-d tensors that do not require grad),
+then ATen's checks (sizes, evaluation-mode buffers, buffers' ``requires_grad``, both-or-neither
+buffers, mixed dtypes, the buffers' rank, same dtypes, devices).
+
+Differences from torch, deliberate (torch's result is wrong or meaningless there):
+
+* a constant channel gives exactly ``bias`` (torch: ``bias`` plus the rounding error of its mean
+  times ``weight / sqrt(eps)``, which can be large for a small ``eps``);
+* an input of rank < 2 that is not empty raises ``ValueError: expected at least 2D input (got 1D
+  input)`` (torch reads past the shape: an ``IndexError`` or a meaningless ``running_mean should
+  contain 0 elements not 3``), and a non-tensor ``input`` in training raises the parser's
+  ``TypeError`` (torch: ``AttributeError`` from ``input.size()``);
+* float16 / bfloat16 results keep float32 accuracy where torch's half-precision kernels round
+  intermediate values (differences of several half-precision ulps);
+* float32 values whose squares overflow (``|x - mean| > 1.8e19``) are normalised correctly
+  (torch's float32 kernel returns 0: its variance overflows to ``inf``);
+* an ``eps`` below float32's range is honoured (torch's float32 kernel rounds it away: in
+  evaluation a zero ``running_var`` gives ``inf``, in training its gradients can be off by tens of
+  percent for data of that scale);
+* a ``channels_last`` input that is dense in that order only through its size-1 dimensions, e.g.
+  ``(1, 4, 2, 1, 1)`` with strides ``(1, 1, 4, 8, 4)``, with a contiguous ``dy``: torch 2.13's CPU
+  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct;
+* a ``dx`` that depends on nothing requiring grad (evaluation without ``weight``) has no graph
+  under ``create_graph=True`` (torch builds one whose gradients are zero).
 """
 from __future__ import annotations
 
-from numbers import Real
+import math
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,18 +86,75 @@ def _numel(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.numel()
 
 
-def _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps) -> None:
-    """``TypeError`` with the wording of ``torch.batch_norm``'s argument parser."""
+def _type_name(value: object) -> str:
+    """The type name torch's argument parser prints (CPython's ``tp_name``): ``int``, ``Tensor``,
+    ``numpy.bool``, ``decimal.Decimal``."""
+    t = type(value)
+    if t.__module__ == "builtins" or t.__flags__ & (1 << 9):   # Py_TPFLAGS_HEAPTYPE: a Python class
+        return t.__name__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_parser_float(value: object) -> bool:
+    """What ``torch.batch_norm``'s parser takes for a ``float`` argument: a Python or NumPy number,
+    or a 0-d tensor that does not require grad."""
+    if isinstance(value, Tensor):
+        return value.dim() == 0 and not value.requires_grad
+    return isinstance(value, (int, float, np.number, np.bool_))
+
+
+def _as_float(value: object) -> float:
+    """A parser ``float`` argument as a Python float, with the parser's conversion errors."""
+    if isinstance(value, Tensor):
+        if value.is_complex():
+            raise RuntimeError("value cannot be converted to type double without overflow")
+        return float(value.item())
+    if isinstance(value, np.complexfloating):
+        return float(value.real)
+    return float(value)
+
+
+def _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum,
+                     eps) -> None:
+    """``TypeError`` with the wording of ``torch.batch_norm``'s argument parser, which reports the
+    first wrong argument in its positional order."""
     named = (("input", 1, input), ("weight", 2, weight), ("bias", 3, bias),
              ("running_mean", 4, running_mean), ("running_var", 5, running_var))
     for name, pos, value in named:
         if not isinstance(value, Tensor) and not (value is None and name != "input"):
             raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be Tensor, "
-                            f"not {type(value).__name__}")
+                            f"not {_type_name(value)}")
+    if not isinstance(training, bool):
+        raise TypeError("batch_norm(): argument 'training' (position 6) must be bool, "
+                        f"not {_type_name(training)}")
     for name, pos, value in (("momentum", 7, momentum), ("eps", 8, eps)):
-        if not isinstance(value, Real):
+        if not _is_parser_float(value):
             raise TypeError(f"batch_norm(): argument '{name}' (position {pos}) must be float, "
-                            f"not {type(value).__name__}")
+                            f"not {_type_name(value)}")
+
+
+def _check_param_access(input: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                        running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                        training: bool) -> None:
+    """The rank and dtype errors of ATen's CPU kernel, in the order it reads its tensors.
+
+    A running buffer is read through a 1-D accessor (rank first, then dtype); weight and bias
+    through a typed pointer (dtype only). Training reads the buffers first, evaluation weight and
+    bias first (probed on torch 2.13). Every tensor must have the parameter dtype: the input's,
+    or float32 on the mixed path (which :func:`_checks.check_mixed_dtypes` has vetted already).
+    """
+    stats = ((running_mean, True), (running_var, True))
+    affine = ((weight, False), (bias, False))
+    first = next((t for t in (weight, bias, running_mean, running_var) if t is not None), None)
+    expected = _dtype_name(input) if first is None else _dtype_name(first)
+    for t, is_stat in (stats + affine if training else affine + stats):
+        if t is None:
+            continue
+        if is_stat:
+            _checks.check_stats_ndim(t.dim())
+        if _dtype_name(t) != expected:
+            raise RuntimeError(f"expected scalar type {_checks.torch_type_name(expected)} but found "
+                               f"{_checks.torch_type_name(_dtype_name(t))}")
 
 
 def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
@@ -90,12 +179,19 @@ def batch_norm(
     ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
     running buffers (if given) are updated in place. See the module docstring for the numerics.
     """
-    _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps)
+    # torch's order: the Python-level checks of F.batch_norm (on the raw arguments: ``training``
+    # only for its truth value, ``eps`` compared as given), then the argument parser's types in
+    # positional order, then ATen's checks. A non-tensor input in training is reported first
+    # (torch fails there with an AttributeError on ``input.size()``; see above).
+    if training and not isinstance(input, Tensor):
+        _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
     if training:
         if input.dim() == 0:
             _checks.check_input_rank(0)
         _checks.check_enough_values(tuple(input.shape), True)
     _checks.check_eps(eps, training)
+    _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
+    momentum, eps = _as_float(momentum), _as_float(eps)
 
     if input.numel() == 0:
         # torch's early return (ATen _batch_norm_impl_index): no further checks, no buffer update;
@@ -118,18 +214,28 @@ def batch_norm(
                                    "requires_grad True.")
     if training:
         _checks.check_stats_pairing(running_mean is not None, running_var is not None)
-    _checks.check_dtypes(_dtype_name(input),
-                         [_dtype_name(t) for t in (weight, bias, running_mean, running_var)])
-    for t in (running_mean, running_var):
-        if t is not None:
-            _checks.check_stats_ndim(t.dim())
+    dtypes = [_dtype_name(t) for t in (weight, bias, running_mean, running_var)]
+    _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
+    _check_param_access(input, weight, bias, running_mean, running_var, training)
     _check_devices(input, weight, bias, running_mean, running_var)
     return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                    bool(training), float(momentum), float(eps))
+                                    training, momentum, eps)
 
 
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+_TINY = {torch.float32: torch.finfo(torch.float32).tiny, torch.float64: torch.finfo(torch.float64).tiny}
+
+
+# below these eps, invstd**2 * weight can overflow the compute dtype (invstd**2 <= 1 / eps)
+_OVERFLOW_EPS = {torch.float32: 1e-30, torch.float64: 1e-290}
+
+
+def _compute_dtype(t: Tensor, eps: float) -> torch.dtype:
+    """float64 for float64 input, and for an ``eps`` below float32's normal range (1.2e-38):
+    there a variance of the same size as ``eps`` underflows in float32 and ``1 / var`` overflows,
+    where torch's CPU kernel, which accumulates in float64, stays finite. float32 otherwise."""
+    if t.dtype == torch.float64 or 0.0 < eps < _TINY[torch.float32]:
+        return torch.float64
+    return torch.float32
 
 
 def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
@@ -138,16 +244,41 @@ def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
-    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place, rounded once.
+    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place.
 
     ``batch_stat`` has the statistics shape and the compute dtype; a float16/bfloat16 buffer is
     updated in the compute dtype.
     """
-    target = buffer.view(batch_stat.shape)
+    stat = batch_stat.view(buffer.shape)     # the buffer may be any strided (C,) view
+    # torch's formula literally, not lerp_: lerp computes b - (b - a) * (1 - w) for w >= 0.5,
+    # which turns an infinite batch mean into nan
     if buffer.dtype == batch_stat.dtype:
-        target.lerp_(batch_stat, momentum)
+        buffer.mul_(1.0 - momentum).add_(stat, alpha=momentum)
     else:
-        target.copy_(target.to(batch_stat.dtype).lerp_(batch_stat, momentum))
+        buffer.copy_(buffer.to(stat.dtype).mul_(1.0 - momentum).add_(stat, alpha=momentum))
+
+
+def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
+    """``1 / sqrt(var + eps)`` in the compute dtype ``ct``.
+
+    An ``eps`` below ``ct``'s normal range would round to 0 (or lose its digits) there, making a
+    constant channel ``0 * inf = nan``; torch adds it in float64, and so does this then. A float64
+    ``var`` (see :func:`_variance_float64`) is also reduced here.
+    """
+    if var.dtype == ct and (eps == 0.0 or eps >= _TINY[ct]):
+        return var.add_(eps).rsqrt_() if inplace else var.add(eps).rsqrt_()
+    return torch.add(var.to(torch.float64), eps).rsqrt_().to(ct)   # never in place: var may
+                                                                        # be running_var itself
+
+
+def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor]) -> Tensor:
+    """The biased variance in float64, for float32 data whose squares overflow float32
+    (``|x - mean| > 1.8e19``; torch's float32 kernel returns 0 there). Also reached, harmlessly,
+    when the data hold ``inf`` or ``nan`` (the result is then ``nan`` as before)."""
+    c64 = centered.to(torch.float64)
+    m64 = m.to(torch.float64)
+    ones64 = None if ones is None else ones.to(torch.float64)
+    return torch.addcmul(channel_sum(c64 * c64, ones64).div_(n), m64, m64, value=-1).clamp_min_(0.0)
 
 
 class _BatchNormFunction(torch.autograd.Function):
@@ -164,7 +295,7 @@ class _BatchNormFunction(torch.autograd.Function):
                 running_mean: Optional[Tensor], running_var: Optional[Tensor],
                 training: bool, momentum: float, eps: float) -> Tensor:
         layout = Layout.of(x)
-        ct = _compute_dtype(x)
+        ct = _compute_dtype(x, eps)
         n = layout.count
         xw = _cast(layout.to_work(x), ct)                        # (R, C) or (R, C, S)
         ones = ones_for(xw)
@@ -177,15 +308,24 @@ class _BatchNormFunction(torch.autograd.Function):
             m = channel_sum(centered, ones).div_(n)              # mean - m0
             out = torch.mul(centered, centered)                  # reused for y below
             var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+            # one check for every special case (two small ops): var is inf or nan only when the
+            # data hold inf / nan or their float32 squares overflow. It reads a value back to the
+            # host, which would stall an accelerator's queue: there (special = None) the cheap
+            # fix below always runs and the float64 variance does not (see the module docstring)
+            special = not math.isfinite(var.sum().item()) if xw.device.type == "cpu" else None
+            if special and ct == torch.float32:
+                var = _variance_float64(centered, m, n, ones)
             if running_mean is not None:                         # var is the biased variance
-                _update_running(running_mean, pilot + m, momentum)
+                # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
+                mean = pilot + (m if special is False else m.nan_to_num(0.0, math.inf, -math.inf))
+                _update_running(running_mean, mean, momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
                 _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
-            invstd = var.add_(eps).rsqrt_()                      # var is not needed any more
+            invstd = _invstd(var, eps, ct, inplace=True)         # var is not needed any more
         else:
             centered, out = xw, None
             m = _cast(layout.per_channel(running_mean), ct)
-            invstd = _cast(layout.per_channel(running_var), ct).add(eps).rsqrt_()
+            invstd = _invstd(_cast(layout.per_channel(running_var), ct), eps, ct, inplace=False)
 
         scale = invstd if w is None else invstd * w              # weight * invstd
         if b is None:                                            # y = centered * scale + offset
@@ -229,7 +369,11 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
         if need_x or need_w:                                     # dgamma = sum(dy * xhat)
             tmp = torch.mul(dyw, centered)
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
-        if need_x:
+        if need_x and ctx.eps < _OVERFLOW_EPS[ctx.ct]:
+            # invstd**2 (in `a` below) may overflow: ATen's form, through xhat (one op more)
+            xhat = (centered - m).mul_(invstd)
+            dxw = torch.addcmul(db.div(n), xhat, dot.div(n)).neg_().add_(dyw).mul_(scale)
+        elif need_x:
             a = torch.mul(invstd, dot).mul_(scale).div_(-n)
             c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
             dxw = torch.addcmul(c0, centered, a, out=tmp)
@@ -240,7 +384,7 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
             dot = channel_sum(tmp, ones).mul_(invstd)
         if need_x:
             dxw = torch.mul(dyw, scale, out=tmp)
-    dx = layout.from_work(_cast(dxw, dy.dtype)) if dxw is not None else None
+    dx = layout.grad_from_work(_cast(dxw, dy.dtype), dy) if dxw is not None else None
     return dx, dot, db
 
 
@@ -265,4 +409,4 @@ def _backward_differentiable(ctx, dy, x, weight, m, invstd):
         dxw = w * istd / n * (n * dyw - db - xhat * dw)
     else:
         dxw = dyw * (w * istd)
-    return layout.from_work(_cast(dxw, x.dtype)), dw, db
+    return layout.grad_from_work(_cast(dxw, x.dtype), dy), dw, db
