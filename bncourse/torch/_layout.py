@@ -68,7 +68,7 @@ class Layout:
             return t.permute(perm).reshape(-1, c)
         if self.two_d:
             return t if t.dim() == 2 else t.reshape(n, c)
-        return t.reshape(n, c, -1)
+        return t.reshape(n, c, math.prod(self.shape[2:]))     # explicit S: N may be 0
 
     def from_work(self, t: Tensor) -> Tensor:
         """Inverse of :meth:`to_work`: a ``(N, C, *spatial)`` view of ``t`` in this layout."""

@@ -35,7 +35,7 @@ with two deliberate differences: an input of rank < 2 that is not empty raises
 from __future__ import annotations
 
 from numbers import Real
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -107,6 +107,17 @@ def batch_norm(
             out = out + bias.select(0, 0)
         return out
 
+    check_tensors(input, running_mean, running_var, weight, bias, training)
+    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
+                                    bool(training), float(momentum), float(eps))
+
+
+def check_tensors(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                  weight: Optional[Tensor], bias: Optional[Tensor], training: bool) -> None:
+    """The checks of :func:`batch_norm` after its early return for an empty input, in torch's order.
+
+    Rank, element counts, buffers that require grad, buffer pairing, dtypes, buffer ranks, devices.
+    """
     _checks.check_input_rank(input.dim())
     _checks.check_batch_norm_params(input.shape[1], training, _numel(running_mean),
                                     _numel(running_var), _numel(weight), _numel(bias))
@@ -124,8 +135,6 @@ def batch_norm(
         if t is not None:
             _checks.check_stats_ndim(t.dim())
     _check_devices(input, weight, bias, running_mean, running_var)
-    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                    bool(training), float(momentum), float(eps))
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:
@@ -150,6 +159,45 @@ def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None
         target.copy_(target.to(batch_stat.dtype).lerp_(batch_stat, momentum))
 
 
+def batch_moments(xw: Tensor, ones: Optional[Tensor], n: int):
+    """Training statistics of a working view by the corrected two-pass (see the module docstring).
+
+    ``xw`` ``(R, C)`` or ``(R, C, S)`` in the compute dtype, ``n`` its values per channel (> 0).
+    Returns ``(pilot, centered, m, var, buffer)``: the pilot mean ``m0``, ``centered = xw - m0``, the
+    mean's offset ``m = mean - m0`` and the biased variance (statistics shape), and a scratch tensor of
+    ``xw``'s shape that :func:`normalize` may write the output into.
+    """
+    pilot = channel_sum(xw, ones).div_(n)                        # m0, rounded to ct
+    centered = xw - pilot                                        # x - m0
+    m = channel_sum(centered, ones).div_(n)                      # mean - m0
+    buffer = torch.mul(centered, centered)
+    var = torch.addcmul(channel_sum(buffer, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+    return pilot, centered, m, var, buffer
+
+
+def normalize(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], layout: Layout,
+              ones: Optional[Tensor], training: bool, eps: float, centered: Tensor, m: Tensor,
+              invstd: Tensor, w: Optional[Tensor], b: Optional[Tensor],
+              out: Optional[Tensor]) -> Tensor:
+    """``y = (centered - m) * invstd * w + b`` in ``x``'s layout and dtype; saves what backward needs.
+
+    ``w``, ``b`` are the weight and bias in the statistics shape and compute dtype (or ``None``);
+    ``out`` is a scratch tensor of the working view's shape (or ``None``).
+    """
+    scale = invstd if w is None else invstd * w                  # weight * invstd
+    if b is None:                                                # y = centered * scale + offset
+        offset = torch.mul(m, scale).neg_()
+    else:
+        offset = torch.addcmul(b, m, scale, value=-1)
+    y = torch.addcmul(offset, centered, scale, out=out)
+
+    ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, centered.dtype, ones
+    if bias is not None:
+        ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
+    ctx.save_for_backward(x, weight, centered, m, invstd, scale)
+    return layout.from_work(_cast(y, x.dtype))
+
+
 class _BatchNormFunction(torch.autograd.Function):
     """Forward: statistics + affine transform; backward: the compact formula.
 
@@ -172,11 +220,7 @@ class _BatchNormFunction(torch.autograd.Function):
         b = None if bias is None else _cast(layout.per_channel(bias), ct)
 
         if training:
-            pilot = channel_sum(xw, ones).div_(n)                # m0, rounded to ct
-            centered = xw - pilot                                # x - m0
-            m = channel_sum(centered, ones).div_(n)              # mean - m0
-            out = torch.mul(centered, centered)                  # reused for y below
-            var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+            pilot, centered, m, var, out = batch_moments(xw, ones, n)
             if running_mean is not None:                         # var is the biased variance
                 _update_running(running_mean, pilot + m, momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
@@ -187,38 +231,37 @@ class _BatchNormFunction(torch.autograd.Function):
             m = _cast(layout.per_channel(running_mean), ct)
             invstd = _cast(layout.per_channel(running_var), ct).add(eps).rsqrt_()
 
-        scale = invstd if w is None else invstd * w              # weight * invstd
-        if b is None:                                            # y = centered * scale + offset
-            offset = torch.mul(m, scale).neg_()
-        else:
-            offset = torch.addcmul(b, m, scale, value=-1)
-        y = torch.addcmul(offset, centered, scale, out=out)
-
-        ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, ct, ones
-        if bias is not None:
-            ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
-        ctx.save_for_backward(x, weight, centered, m, invstd, scale)
-        return layout.from_work(_cast(y, x.dtype))
+        return normalize(ctx, x, weight, bias, layout, ones, training, eps, centered, m, invstd,
+                         w, b, out)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
         x, weight, centered, m, invstd, scale = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        total = getattr(ctx, "total", None)
         if torch.is_grad_enabled():   # create_graph=True: a differentiable backward
+            if total is not None:
+                raise RuntimeError("SyncBatchNorm does not support double backward "
+                                   "(create_graph=True through a synchronized forward)")
             dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
         else:
-            dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w)
+            dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w, total)
         dw = _cast(dw, weight.dtype).view(weight.shape) if need_w else None
         db = _cast(db, ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
         return (dx if need_x else None, dw, db, None, None, None, None, None)
 
 
-def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool):
+def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool,
+                   total: Optional[Callable[[Tensor, Tensor], tuple[Tensor, Tensor, int]]] = None):
     """The compact formula on the saved centred input; per-channel terms in the statistics shape.
 
     With ``k = weight * invstd`` (``scale``) and ``xhat = (centered - m) * invstd``, the training
     ``dx = k * dy - k / n * (dbeta + xhat * dgamma)`` is evaluated as
     ``k * dy + a * centered + c0``: ``a = -k * invstd * dgamma / n``, ``c0 = -k * dbeta / n - a * m``.
+
+    ``total`` (data-parallel training) maps this process's ``(dbeta, dgamma)`` to the sums over all
+    processes and their global count ``n``, which the formula for ``dx`` needs; the returned parameter
+    gradients stay this process's share.
     """
     layout, ones = ctx.layout, ctx.ones
     n = layout.count
@@ -230,8 +273,9 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
             tmp = torch.mul(dyw, centered)
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
         if need_x:
-            a = torch.mul(invstd, dot).mul_(scale).div_(-n)
-            c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
+            db_all, dot_all, n = (db, dot, n) if total is None else total(db, dot)
+            a = torch.mul(invstd, dot_all).mul_(scale).div_(-n)
+            c0 = torch.mul(a, m).neg_().addcmul_(scale, db_all, value=-1.0 / n)
             dxw = torch.addcmul(c0, centered, a, out=tmp)
             dxw.addcmul_(dyw, scale)
     else:
