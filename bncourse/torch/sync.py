@@ -42,7 +42,7 @@ from .functional import (_BatchNormFunction, _cast, _check_arg_types, _compute_d
                          normalize)
 from .modules import _BatchNorm
 
-__all__ = ["SyncBatchNorm", "sync_batch_norm"]
+__all__ = ["SyncBatchNorm", "sync_batch_norm", "combine_moments"]
 
 
 def sync_group(process_group: Optional[Any] = None) -> Optional[Any]:
@@ -57,6 +57,23 @@ def sync_group(process_group: Optional[Any] = None) -> Optional[Any]:
     return group if dist.get_world_size(group) > 1 else None
 
 
+def combine_moments(counts: Tensor, means: Tensor, variances: Tensor) -> tuple[Tensor, Tensor, int]:
+    """The statistics of a batch from those of its parts (Chan, Golub & LeVeque's pairwise formula).
+
+    ``counts`` ``(P, 1)`` values per channel in each part, ``means`` and ``variances`` ``(P, C)``
+    (biased; ignored where the count is 0). Returns the mean and biased variance ``(C,)`` of the
+    whole batch and its count: ``mean = sum_p n_p mean_p / n``,
+    ``var = sum_p n_p (var_p + (mean_p - mean)**2) / n`` -- every term non-negative, nothing cancels.
+    """
+    total = int(counts.sum().item())
+    if total == 0:
+        return means.new_zeros(means.shape[1]), variances.new_zeros(variances.shape[1]), 0
+    weights = counts / total                                     # (P, 1): n_p / n
+    mean = (weights * means).sum(0)
+    var = (weights * (variances + (means - mean).square())).sum(0)
+    return mean, var, total
+
+
 def global_moments(count: int, mean: Tensor, var: Tensor, group: Any) -> tuple[Tensor, Tensor, int]:
     """Combine every rank's ``(count, mean, biased var)`` into the global ones (one ``all_gather``).
 
@@ -68,15 +85,7 @@ def global_moments(count: int, mean: Tensor, var: Tensor, group: Any) -> tuple[T
     dist.all_gather(table, local, group=group)
     rows = torch.stack(table)                                    # (world, 2C + 1)
     c = mean.numel()
-    counts, means, variances = rows[:, :1], rows[:, 1:c + 1], rows[:, c + 1:]
-    total = int(counts.sum().item())
-    if total == 0:
-        return means[0], variances[0], 0
-    weights = counts / total                                     # (world, 1): n_r / n
-    g_mean = (weights * means).sum(0)
-    # Chan et al.: within-rank variance plus the spread of the rank means; no term cancels
-    g_var = (weights * (variances + (means - g_mean).square())).sum(0)
-    return g_mean, g_var, total
+    return combine_moments(rows[:, :1], rows[:, 1:c + 1], rows[:, c + 1:])
 
 
 def sync_batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
