@@ -176,7 +176,7 @@ def _train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, order: torc
 def _demo_worker(rank: int, world_size: int, data: tuple, seeds: Sequence[int], sizes: Sequence[int],
                  steps: int, runs: Sequence[tuple[str, int]], lr: float,
                  latency_sizes: Sequence[int]) -> dict:
-    latency = (_latency_worker(rank, world_size, latency_sizes, 30, sorted({2, world_size}))
+    latency = (_latency_worker(rank, world_size, latency_sizes, 20, sorted({2, world_size}))
                if latency_sizes else {})
     x, y, x_val, y_val = (_as_float(t) for t in data)
     out: dict[Any, Any] = {"latency": latency}

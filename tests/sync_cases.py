@@ -61,7 +61,8 @@ def torch_module(case: Case) -> nn.Module:
                track_running_stats=case.track_running_stats, bias=case.bias, dtype=case.dtype)
 
 
-def run_steps(case: Case, bn: nn.Module, rank: int | None) -> list[dict[str, torch.Tensor]]:
+def run_steps(case: Case, bn: nn.Module, rank: int | None,
+              group=None) -> list[dict[str, torch.Tensor]]:
     """Train ``bn`` for ``case.steps`` steps on the whole batch (``rank=None``) or on a rank's share.
 
     The loss is ``sum(y * dy)``; the step is SGD with learning rate ``LR`` on the parameter gradients
@@ -85,7 +86,7 @@ def run_steps(case: Case, bn: nn.Module, rank: int | None) -> list[dict[str, tor
             for name, p in bn.named_parameters():
                 seen["grad_" + name] = p.grad.clone()
                 if rank is not None:
-                    dist.all_reduce(p.grad)
+                    dist.all_reduce(p.grad, group=group)
                 p -= LR * p.grad
                 p.grad = None
         for name, b in bn.named_buffers():
@@ -101,8 +102,8 @@ def run_steps(case: Case, bn: nn.Module, rank: int | None) -> list[dict[str, tor
     return record
 
 
-def parity_worker(rank: int, world_size: int, cases: list[Case]) -> dict[str, object]:
-    """Every case on this rank, the collectives it used, and torch's errors raised here."""
+def parity_worker(rank: int, world_size: int, cases: list[Case], group=None) -> dict[str, object]:
+    """Every case on this rank of ``group`` (default: the world), the collectives used, torch's errors."""
     from bncourse.torch import SyncBatchNorm
 
     calls = {"all_gather": 0, "all_reduce": 0}
@@ -119,11 +120,11 @@ def parity_worker(rank: int, world_size: int, cases: list[Case]) -> dict[str, ob
         assert len(case.splits) == world_size
         bn = SyncBatchNorm(case.channels, momentum=case.momentum, affine=case.affine,
                            track_running_stats=case.track_running_stats, bias=case.bias,
-                           dtype=case.dtype)
-        out[case.name] = run_steps(case, bn, rank)
+                           dtype=case.dtype, process_group=group)
+        out[case.name] = run_steps(case, bn, rank, group)
 
     # communication: one all_gather per training forward, one all_reduce per backward, none in eval
-    bn = SyncBatchNorm(3, dtype=torch.float64)
+    bn = SyncBatchNorm(3, dtype=torch.float64, process_group=group)
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     try:
         for name in calls:
@@ -140,7 +141,7 @@ def parity_worker(rank: int, world_size: int, cases: list[Case]) -> dict[str, ob
             setattr(dist, name, fn)
 
     errors = {}
-    bn = SyncBatchNorm(3).train()
+    bn = SyncBatchNorm(3, process_group=group).train()
     for label, x in (("rank", torch.randn(4)), ("channels", torch.randn(4, 4)),
                      ("zero_channels", torch.randn(4, 0)),
                      ("one_value", torch.randn(1 if rank == 0 else 0, 3)),
@@ -192,17 +193,25 @@ def ddp_train(model: nn.Module, splits: tuple[int, ...], steps: int, rank: int |
     return record
 
 
-def ddp_worker(rank: int, world_size: int, splits: tuple[int, ...], steps: int) -> list:
+def ddp_worker(rank: int, world_size: int, splits: tuple[int, ...], steps: int, group=None) -> list:
     from bncourse.torch import SyncBatchNorm
-    model = SyncBatchNorm.convert_sync_batchnorm(ddp_model(0))
-    ddp = nn.parallel.DistributedDataParallel(model)
+    model = SyncBatchNorm.convert_sync_batchnorm(ddp_model(0), process_group=group)
+    ddp = nn.parallel.DistributedDataParallel(model, process_group=group)
     return [{k.removeprefix("module."): v for k, v in s.items()}
             for s in ddp_train(ddp, splits, steps, rank, world_size)]
 
 
-def group_worker(rank: int, world_size: int, cases: list[Case],
-                 ddp_splits: tuple[int, ...], ddp_steps: int) -> dict[str, object]:
-    """One process group runs the parity cases, then the DDP training."""
-    out = parity_worker(rank, world_size, cases)
-    out["ddp"] = ddp_worker(rank, world_size, ddp_splits, ddp_steps)
+def group_worker(rank: int, world_size: int, cases: dict[int, list[Case]],
+                 ddp_splits: dict[int, tuple[int, ...]], ddp_steps: int) -> dict[int, dict]:
+    """The parity cases and the DDP training of each group size ``k`` in ``cases``, on ranks ``0..k-1``.
+
+    A smaller group is a ``new_group`` of the first ranks (the others wait), so one launch serves all.
+    """
+    out: dict[int, dict] = {}
+    for k in sorted(cases):
+        group = dist.new_group(list(range(k))) if k < world_size else None
+        if rank < k:
+            out[k] = parity_worker(rank, k, cases[k], group)
+            out[k]["ddp"] = ddp_worker(rank, k, ddp_splits[k], ddp_steps, group)
+        dist.barrier()
     return out

@@ -1,7 +1,7 @@
 """``bncourse.torch.SyncBatchNorm`` against single-process ``torch.nn.BatchNorm*d`` on the whole batch.
 
-Two process groups (2 and 4 gloo ranks over 127.0.0.1, spawned once per module) run every case of
-``sync_cases``; the tests compare what each rank saw with torch.nn on the concatenated batch:
+One launch of 4 spawned processes (gloo over 127.0.0.1, once per module) runs every case of
+``sync_cases`` on a process group of 2 ranks (``process_group=``) and on all 4; the tests compare what each rank saw with torch.nn on the concatenated batch:
 outputs, input gradients, summed parameter gradients and the buffers after every step, on every rank.
 Launches have deadlines, so a hung collective or a dead rank fails the test instead of hanging it.
 """
@@ -45,17 +45,20 @@ DDP_STEPS = 4
 
 
 @pytest.fixture(scope="module")
-def group2():
-    return launch(group_worker, 2, (CASES_2 + [OFFSET_CASE], DDP_SPLITS[2], DDP_STEPS), timeout=120)
+def groups() -> dict[int, list[dict]]:
+    """One launch of 4 ranks: the 2-rank cases on a process group of ranks 0 and 1, then the 4-rank ones."""
+    ranks = launch(group_worker, 4, ({2: CASES_2 + [OFFSET_CASE], 4: CASES_4}, DDP_SPLITS, DDP_STEPS),
+                   timeout=180)
+    return {k: [r[k] for r in ranks[:k]] for k in (2, 4)}
 
 
 @pytest.fixture(scope="module")
-def group4():
-    return launch(group_worker, 4, (CASES_4, DDP_SPLITS[4], DDP_STEPS), timeout=120)
+def group2(groups):
+    return groups[2]
 
 
 def _results(request, world_size: int):
-    return request.getfixturevalue("group2" if world_size == 2 else "group4")
+    return request.getfixturevalue("groups")[world_size]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES_2 + CASES_4])
