@@ -37,6 +37,8 @@ def free_port() -> int:
 def _worker(rank: int, fn: Callable, world_size: int, port: int, backend: str, args: tuple,
             out_dir: str, collective_timeout: float) -> None:
     torch.set_num_threads(1)                  # one core per worker: the workers share the machine
+    if backend == "nccl":                     # NCCL: one GPU per rank
+        torch.cuda.set_device(rank % torch.cuda.device_count())
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world_size, timeout=timedelta(seconds=collective_timeout))
     try:

@@ -215,3 +215,29 @@ def group_worker(rank: int, world_size: int, cases: dict[int, list[Case]],
             out[k]["ddp"] = ddp_worker(rank, k, ddp_splits[k], ddp_steps, group)
         dist.barrier()
     return out
+
+
+def cuda_worker(rank: int, world_size: int, splits: tuple[int, ...], steps: int) -> list:
+    """bncourse's and torch's SyncBatchNorm side by side on this rank's GPU, float32, channels (2d)."""
+    from bncourse.torch import SyncBatchNorm
+    device = torch.device("cuda", torch.cuda.current_device())
+    record = []
+    ours = SyncBatchNorm(4, device=device)
+    ref = nn.SyncBatchNorm(4, device=device)
+    for step in range(steps):
+        gen = torch.Generator().manual_seed(step)
+        x_all = (5 + 3 * torch.randn(sum(splits), 4, 6, 6, generator=gen)).to(device)
+        dy_all = torch.randn(x_all.shape, generator=gen).to(device)
+        start = sum(splits[:rank])
+        x, dy = x_all[start:start + splits[rank]], dy_all[start:start + splits[rank]]
+        seen = {}
+        for name, bn in (("ours", ours), ("torch", ref)):
+            xi = x.clone().requires_grad_()
+            y = bn(xi)
+            (y * dy).sum().backward()
+            seen[name] = {"y": y.detach().cpu(), "dx": xi.grad.cpu(),
+                          "dw": bn.weight.grad.cpu(), "db": bn.bias.grad.cpu(),
+                          "running_mean": bn.running_mean.cpu(), "running_var": bn.running_var.cpu()}
+            bn.zero_grad()
+        record.append(seen)
+    return record

@@ -232,3 +232,16 @@ def test_double_backward_without_group():
                              create_graph=True)
     g.sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_torch_sync_batchnorm():
+    """On GPUs: NCCL with one GPU per rank when there are two, else gloo with both ranks on one GPU."""
+    from sync_cases import cuda_worker
+    backend = "nccl" if torch.cuda.device_count() >= 2 else "gloo"
+    ranks = launch(cuda_worker, 2, ((3, 5), 3), backend=backend, timeout=300)
+    for rank in ranks:
+        for step in rank:
+            for key, value in step["torch"].items():
+                torch.testing.assert_close(step["ours"][key], value, msg=f"{backend} {key}")
