@@ -159,7 +159,8 @@ def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None
         target.copy_(target.to(batch_stat.dtype).lerp_(batch_stat, momentum))
 
 
-def batch_moments(xw: Tensor, ones: Optional[Tensor], n: int):
+def batch_moments(xw: Tensor, ones: Optional[Tensor],
+                  n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Training statistics of a working view by the corrected two-pass (see the module docstring).
 
     ``xw`` ``(R, C)`` or ``(R, C, S)`` in the compute dtype, ``n`` its values per channel (> 0).
