@@ -5,12 +5,14 @@ Subpackages and modules (import the one you need; nothing heavy is imported here
 * ``bncourse.numpy``     — BatchNorm in NumPy: forward returns a cache, backward consumes it
   (compact and step-by-step), and a ``BatchNorm`` layer with torch's conventions and state_dict.
 * ``bncourse.torch``     — BatchNorm from plain tensor ops with an explicit backward:
-  ``batch_norm`` and drop-in ``BatchNorm1d/2d/3d`` (CPU and CUDA), ``convert_batchnorm``.
+  ``batch_norm`` and drop-in ``BatchNorm1d/2d/3d`` (CPU and CUDA), ``convert_batchnorm``,
+  ``SyncBatchNorm`` (data-parallel, over ``torch.distributed``: gloo on CPU, NCCL on GPUs).
 * ``bncourse.exercises`` — self-check questions: live ipywidgets and static HTML/JS from one definition.
 * ``bncourse.data``, ``bncourse.models``, ``bncourse.training``, ``bncourse.plotting`` — the data
   sources (offline) and the experiment harness the chapters run on.
 * ``bncourse.scaling`` (chapter 1), ``bncourse.shift`` (chapter 2), ``bncourse.conventions`` and
-  ``bncourse.pitfalls`` (chapter 4), ``bncourse.landscape`` and ``bncourse.normalizers`` (chapter 6) —
+  ``bncourse.pitfalls`` (chapter 4), ``bncourse.landscape`` and ``bncourse.normalizers`` (chapter 6),
+  ``bncourse.distributed`` (chapter 7: gloo workers, local BN vs SyncBatchNorm) —
   the machinery behind each chapter's experiments.
 """
 

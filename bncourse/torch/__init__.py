@@ -4,12 +4,15 @@
   a ``torch.autograd.Function`` with an explicit (compact-formula) backward.
 * :class:`BatchNorm1d`, :class:`BatchNorm2d`, :class:`BatchNorm3d` — drop-in for ``torch.nn``.
 * :func:`convert_batchnorm` — swap torch.nn's BatchNorm layers in a model for these.
+* :class:`SyncBatchNorm` — drop-in ``torch.nn.SyncBatchNorm`` over ``torch.distributed``, also on CPU (gloo).
 """
 from .convert import convert_batchnorm
 from .functional import batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from .sync import SyncBatchNorm
 
-__all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "convert_batchnorm"]
+__all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "convert_batchnorm",
+           "SyncBatchNorm"]
 
 # The normalization family on one generic ``standardize`` (modules ``norm_functional``, ``norms``, ``renorm``).
 from .norms import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, RMSNorm

@@ -146,7 +146,7 @@ class Layout:
             t = t.contiguous()
         if self.two_d:
             return t if t.dim() == 2 else t.view(n, c)
-        return t.view(n, c, -1)
+        return t.view(n, c, math.prod(self.shape[2:]))     # explicit S: N may be 0
 
     def grad_from_work(self, t: Tensor, dy: Tensor) -> Tensor:
         """:meth:`from_work` for ``dx``, in :meth:`grad_format` (one copy where that differs)."""

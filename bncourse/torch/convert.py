@@ -15,6 +15,24 @@ _REPLACEMENT: dict[type, type[_BatchNorm]] = {
 }
 
 
+def take_over(new: _BatchNorm, old: nn.Module) -> _BatchNorm:
+    """Give ``new`` (built on the meta device) the parameters, buffers, mode and ``qconfig`` of ``old``.
+
+    The *same* tensors are taken over, so device, dtype, ``requires_grad`` and optimizer references
+    are kept; a non-persistent buffer stays non-persistent. Returns ``new``.
+    """
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            setattr(new, name, getattr(old, name))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            new.register_buffer(name, getattr(old, name),
+                                persistent=name not in old._non_persistent_buffers_set)
+    new.training = old.training
+    if hasattr(old, "qconfig"):
+        new.qconfig = old.qconfig
+    return new
+
+
 def convert_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every ``torch.nn.BatchNorm1d/2d/3d`` in ``module`` (recursively) by bncourse's.
 
@@ -27,18 +45,9 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
     converted = module
     new_cls = _REPLACEMENT.get(type(module))
     if new_cls is not None:
-        converted = new_cls(module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats, device="meta",
-                            bias=module.bias is not None or not module.affine)
-        with torch.no_grad():
-            for name in ("weight", "bias"):
-                setattr(converted, name, getattr(module, name))
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                converted.register_buffer(name, getattr(module, name),
-                                          persistent=name not in module._non_persistent_buffers_set)
-        converted.training = module.training
-        if hasattr(module, "qconfig"):
-            converted.qconfig = module.qconfig
+        converted = take_over(new_cls(module.num_features, module.eps, module.momentum, module.affine,
+                                      module.track_running_stats, device="meta",
+                                      bias=module.bias is not None or not module.affine), module)
     for name, child in module.named_children():
         converted.add_module(name, convert_batchnorm(child))
     return converted

@@ -66,7 +66,7 @@ Differences from torch, deliberate (torch's result is wrong or meaningless there
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -203,6 +203,17 @@ def batch_norm(
             out = out + bias.select(0, 0)
         return out
 
+    check_tensors(input, running_mean, running_var, weight, bias, training)
+    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
+                                    bool(training), float(momentum), float(eps))
+
+
+def check_tensors(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                  weight: Optional[Tensor], bias: Optional[Tensor], training: bool) -> None:
+    """The checks of :func:`batch_norm` after its early return for an empty input, in torch's order.
+
+    Rank, element counts, buffers that require grad, buffer pairing, dtypes, buffer ranks, devices.
+    """
     _checks.check_input_rank(input.dim())
     _checks.check_batch_norm_params(input.shape[1], training, _numel(running_mean),
                                     _numel(running_var), _numel(weight), _numel(bias))
@@ -218,8 +229,6 @@ def batch_norm(
     _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
     _check_param_access(input, weight, bias, running_mean, running_var, training)
     _check_devices(input, weight, bias, running_mean, running_var)
-    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                    training, momentum, eps)
 
 
 _TINY = {torch.float32: torch.finfo(torch.float32).tiny, torch.float64: torch.finfo(torch.float64).tiny}
@@ -281,6 +290,46 @@ def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor
     return torch.addcmul(channel_sum(c64 * c64, ones64).div_(n), m64, m64, value=-1).clamp_min_(0.0)
 
 
+def batch_moments(xw: Tensor, ones: Optional[Tensor],
+                  n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Training statistics of a working view by the corrected two-pass (see the module docstring).
+
+    ``xw`` ``(R, C)`` or ``(R, C, S)`` in the compute dtype, ``n`` its values per channel (> 0).
+    Returns ``(pilot, centered, m, var, buffer)``: the pilot mean ``m0``, ``centered = xw - m0``, the
+    mean's offset ``m = mean - m0`` and the biased variance (statistics shape), and a scratch tensor of
+    ``xw``'s shape that :func:`normalize` may write the output into.
+    """
+    pilot = channel_sum(xw, ones).div_(n)                        # m0, rounded to ct
+    centered = xw - pilot                                        # x - m0
+    m = channel_sum(centered, ones).div_(n)                      # mean - m0
+    buffer = torch.mul(centered, centered)
+    var = torch.addcmul(channel_sum(buffer, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+    return pilot, centered, m, var, buffer
+
+
+def normalize(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], layout: Layout,
+              ones: Optional[Tensor], training: bool, eps: float, centered: Tensor, m: Tensor,
+              invstd: Tensor, w: Optional[Tensor], b: Optional[Tensor],
+              out: Optional[Tensor]) -> Tensor:
+    """``y = (centered - m) * invstd * w + b`` in ``x``'s layout and dtype; saves what backward needs.
+
+    ``w``, ``b`` are the weight and bias in the statistics shape and compute dtype (or ``None``);
+    ``out`` is a scratch tensor of the working view's shape (or ``None``).
+    """
+    scale = invstd if w is None else invstd * w                  # weight * invstd
+    if b is None:                                                # y = centered * scale + offset
+        offset = torch.mul(m, scale).neg_()
+    else:
+        offset = torch.addcmul(b, m, scale, value=-1)
+    y = torch.addcmul(offset, centered, scale, out=out)
+
+    ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, centered.dtype, ones
+    if bias is not None:
+        ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
+    ctx.save_for_backward(x, weight, centered, m, invstd, scale)
+    return layout.from_work(_cast(y, x.dtype))
+
+
 class _BatchNormFunction(torch.autograd.Function):
     """Forward: statistics + affine transform; backward: the compact formula.
 
@@ -303,11 +352,7 @@ class _BatchNormFunction(torch.autograd.Function):
         b = None if bias is None else _cast(layout.per_channel(bias), ct)
 
         if training:
-            pilot = channel_sum(xw, ones).div_(n)                # m0, rounded to ct
-            centered = xw - pilot                                # x - m0
-            m = channel_sum(centered, ones).div_(n)              # mean - m0
-            out = torch.mul(centered, centered)                  # reused for y below
-            var = torch.addcmul(channel_sum(out, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
+            pilot, centered, m, var, out = batch_moments(xw, ones, n)
             # one check for every special case (two small ops): var is inf or nan only when the
             # data hold inf / nan or their float32 squares overflow. It reads a value back to the
             # host, which would stall an accelerator's queue: there (special = None) the cheap
@@ -327,38 +372,37 @@ class _BatchNormFunction(torch.autograd.Function):
             m = _cast(layout.per_channel(running_mean), ct)
             invstd = _invstd(_cast(layout.per_channel(running_var), ct), eps, ct, inplace=False)
 
-        scale = invstd if w is None else invstd * w              # weight * invstd
-        if b is None:                                            # y = centered * scale + offset
-            offset = torch.mul(m, scale).neg_()
-        else:
-            offset = torch.addcmul(b, m, scale, value=-1)
-        y = torch.addcmul(offset, centered, scale, out=out)
-
-        ctx.layout, ctx.training, ctx.eps, ctx.ct, ctx.ones = layout, training, eps, ct, ones
-        if bias is not None:
-            ctx.bias_dtype, ctx.bias_shape = bias.dtype, bias.shape
-        ctx.save_for_backward(x, weight, centered, m, invstd, scale)
-        return layout.from_work(_cast(y, x.dtype))
+        return normalize(ctx, x, weight, bias, layout, ones, training, eps, centered, m, invstd,
+                         w, b, out)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
         x, weight, centered, m, invstd, scale = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        total = getattr(ctx, "total", None)
         if torch.is_grad_enabled():   # create_graph=True: a differentiable backward
+            if total is not None:
+                raise RuntimeError("SyncBatchNorm does not support double backward "
+                                   "(create_graph=True through a synchronized forward)")
             dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
         else:
-            dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w)
+            dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w, total)
         dw = _cast(dw, weight.dtype).view(weight.shape) if need_w else None
         db = _cast(db, ctx.bias_dtype).view(ctx.bias_shape) if need_b else None
         return (dx if need_x else None, dw, db, None, None, None, None, None)
 
 
-def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool):
+def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bool,
+                   total: Optional[Callable[[Tensor, Tensor], tuple[Tensor, Tensor, int]]] = None):
     """The compact formula on the saved centred input; per-channel terms in the statistics shape.
 
     With ``k = weight * invstd`` (``scale``) and ``xhat = (centered - m) * invstd``, the training
     ``dx = k * dy - k / n * (dbeta + xhat * dgamma)`` is evaluated as
     ``k * dy + a * centered + c0``: ``a = -k * invstd * dgamma / n``, ``c0 = -k * dbeta / n - a * m``.
+
+    ``total`` (data-parallel training) maps this process's ``(dbeta, dgamma)`` to the sums over all
+    processes and their global count ``n``, which the formula for ``dx`` needs; the returned parameter
+    gradients stay this process's share.
     """
     layout, ones = ctx.layout, ctx.ones
     n = layout.count
@@ -369,13 +413,15 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
         if need_x or need_w:                                     # dgamma = sum(dy * xhat)
             tmp = torch.mul(dyw, centered)
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
+        if need_x:
+            db_all, dot_all, n = (db, dot, n) if total is None else total(db, dot)
         if need_x and ctx.eps < _OVERFLOW_EPS[ctx.ct]:
             # invstd**2 (in `a` below) may overflow: ATen's form, through xhat (one op more)
             xhat = (centered - m).mul_(invstd)
-            dxw = torch.addcmul(db.div(n), xhat, dot.div(n)).neg_().add_(dyw).mul_(scale)
+            dxw = torch.addcmul(db_all.div(n), xhat, dot_all.div(n)).neg_().add_(dyw).mul_(scale)
         elif need_x:
-            a = torch.mul(invstd, dot).mul_(scale).div_(-n)
-            c0 = torch.mul(a, m).neg_().addcmul_(scale, db, value=-1.0 / n)
+            a = torch.mul(invstd, dot_all).mul_(scale).div_(-n)
+            c0 = torch.mul(a, m).neg_().addcmul_(scale, db_all, value=-1.0 / n)
             dxw = torch.addcmul(c0, centered, a, out=tmp)
             dxw.addcmul_(dyw, scale)
     else:

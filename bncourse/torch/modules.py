@@ -116,6 +116,13 @@ class _BatchNorm(Module):
     def forward(self, input: Tensor) -> Tensor:
         """``input`` ``(N, C, *spatial)`` -> output of the same shape (see the subclass for the ranks)."""
         self._check_input_dim(input)
+        return batch_norm(input, *self._batch_norm_args())
+
+    def _batch_norm_args(self) -> tuple:
+        """Count this batch and return the arguments of :func:`batch_norm` after ``input``.
+
+        ``(running_mean, running_var, weight, bias, training, momentum, eps)``, as torch's module passes them.
+        """
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -125,8 +132,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # buffers are passed only to be used (eval) or updated (training while tracking)
         pass_buffers = not self.training or self.track_running_stats
-        return batch_norm(
-            input,
+        return (
             self.running_mean if pass_buffers else None,
             self.running_var if pass_buffers else None,
             self.weight,
