@@ -43,7 +43,7 @@ from torch import Tensor
 from .. import _checks
 from ._layout import Layout, channel_sum, ones_for
 
-__all__ = ["batch_norm"]
+__all__ = ["batch_norm", "check_batch_norm_args"]
 
 
 def _dtype_name(t: Optional[Tensor]) -> Optional[str]:
@@ -75,20 +75,21 @@ def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
                                f"two devices, {input.device} and {t.device}!")
 
 
-def batch_norm(
+def check_batch_norm_args(
     input: Tensor,
     running_mean: Optional[Tensor],
     running_var: Optional[Tensor],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> Optional[Tensor]:
+    """Every check of :func:`batch_norm`, in torch's order; torch's result for an empty input.
 
-    ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
-    running buffers (if given) are updated in place. See the module docstring for the numerics.
+    Raises what ``F.batch_norm`` raises for bad arguments. Returns ``None`` when the input has
+    elements (the caller computes), else the output of torch's early return for an empty batch (the
+    caller returns it as is). Shared by every implementation of ``batch_norm`` in the package.
     """
     _check_arg_types(input, running_mean, running_var, weight, bias, momentum, eps)
     if training:
@@ -124,6 +125,28 @@ def batch_norm(
         if t is not None:
             _checks.check_stats_ndim(t.dim())
     _check_devices(input, weight, bias, running_mean, running_var)
+    return None
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
+
+    ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
+    running buffers (if given) are updated in place. See the module docstring for the numerics.
+    """
+    out = check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum,
+                                eps)
+    if out is not None:
+        return out
     return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
                                     bool(training), float(momentum), float(eps))
 
