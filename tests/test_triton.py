@@ -7,6 +7,7 @@ the CPU shapes are small.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -353,3 +354,22 @@ def test_benchmark_shapes_match_torch_on_gpu(shape, channels_last, dtype, traini
     args = _inputs(shape, fmt, dtype, torch.float32, seed=0)
     _compare(_ours(*args, training), _reference(*args, training), dtype, torch.float32, fmt)
 
+
+
+def test_benchmark_script_smoke(tmp_path):
+    """``benchmarks/bench_triton.py --device cpu --interpret --smoke`` runs and writes its results."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_triton.py"),
+                          "--device", "cpu", "--interpret", "--smoke", "--repeats", "1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    (result,) = tmp_path.glob("triton_*.json")
+    data = json.loads(result.read_text())
+    assert data["environment"]["interpreted"] and data["environment"]["triton"]
+    names = {r["implementation"] for r in data["rows"]}
+    assert names == {"bncourse.triton", "torch native", "bncourse.torch"}
+    layouts = {(tuple(r["shape"]), r["layout"], r["dtype"]) for r in data["rows"]}
+    assert len(layouts) == 6        # (32, 4) x 2 dtypes; (2, 4, 3, 3) x 2 layouts x 2 dtypes
+    assert (tmp_path / result.name.replace(".json", ".md")).exists()
