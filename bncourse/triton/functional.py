@@ -28,8 +28,8 @@ Numerics
     raises).
 
 Devices: CUDA tensors run compiled kernels. CPU tensors run only in Triton's interpreter, i.e. with
-``TRITON_INTERPRET=1`` in the environment before :mod:`bncourse.triton` first launches a kernel —
-slow, for testing and teaching.
+``TRITON_INTERPRET=1`` in the environment before ``triton`` is first imported — slow, for testing and
+teaching.
 """
 from __future__ import annotations
 
@@ -61,11 +61,11 @@ def is_available() -> bool:
 
 
 def _kernels() -> ModuleType:
-    """The kernel module, imported on first use; ``ImportError`` with :data:`INSTALL_HINT` if absent."""
+    """The kernel module, imported on first use; ``ImportError`` with ``INSTALL_HINT`` if absent."""
     try:
         from . import _kernels as k
     except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] == "triton":
+        if not is_available():
             raise ImportError(INSTALL_HINT) from exc
         raise
     return k
@@ -100,7 +100,14 @@ def batch_norm(
     """Batch normalization over dim 1 with fused Triton kernels; ``F.batch_norm``'s signature.
 
     ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
-    running buffers (if given) are updated in place, inside the kernel. See the module docstring.
+    running buffers (if given) are updated in place, inside the kernel.
+
+    float32, float16 and bfloat16 input, summed in float32 (float64 raises ``TypeError``). The
+    statistics are shifted sums, ``sum(x - k)`` and ``sum((x - k)**2)`` with ``k`` a value of the
+    channel, and the output is ``((x - k) - (mean - k)) * invstd * weight + bias``: accurate when the
+    mean is large against the spread, and exactly ``bias`` for a constant channel. CUDA tensors run
+    compiled; CPU tensors need Triton's interpreter (``TRITON_INTERPRET=1`` before ``triton`` is
+    first imported). The backward is not itself differentiable.
     """
     out = check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum,
                                 eps)
