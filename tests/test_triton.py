@@ -373,3 +373,14 @@ def test_benchmark_script_smoke(tmp_path):
     layouts = {(tuple(r["shape"]), r["layout"], r["dtype"]) for r in data["rows"]}
     assert len(layouts) == 6        # (32, 4) x 2 dtypes; (2, 4, 3, 3) x 2 layouts x 2 dtypes
     assert (tmp_path / result.name.replace(".json", ".md")).exists()
+
+
+def test_kernels_compile_for_a_gpu_with_vector_loads():
+    """Every kernel variant compiles for sm_90 (Triton's compiler and ptxas run on a CPU) and loads
+    its data 16 bytes at a time, in both layouts and dtypes (``tests/triton_compile_check.py``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(here), "TRITON_DEFAULT_FP_FUSION": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    out = subprocess.run([sys.executable, os.path.join(here, "triton_compile_check.py")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("OK"), out.stdout + out.stderr

@@ -62,12 +62,12 @@ _BF16_BY_BITS = tl.constexpr(INTERPRETED)
 @_jit
 def _rounded(v, ptr):
     """float32 ``v`` in ``ptr``'s element type, rounded to nearest even (as compiled code does)."""
-    if _BF16_BY_BITS and ptr.dtype.element_ty == tl.bfloat16:
-        bits = v.to(tl.uint32, bitcast=True)
-        bits = bits + 0x7FFF + ((bits >> 16) & 1)
-        out = (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        out = v.to(ptr.dtype.element_ty)
+    out = v.to(ptr.dtype.element_ty)
+    if _BF16_BY_BITS:
+        if ptr.dtype.element_ty == tl.bfloat16:
+            bits = v.to(tl.uint32, bitcast=True)
+            bits = bits + 0x7FFF + ((bits >> 16) & 1)
+            out = (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
     return out
 
 
@@ -124,6 +124,26 @@ def _combine(part_ptr, c, cmask, C, n_splits, BLOCK_C: tl.constexpr, BLOCK_K: tl
 
 
 @_jit
+def _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, s0, R, C, S, sr, sc,
+                BACKWARD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                BLOCK_S: tl.constexpr):
+    """Add one tile's terms to the two accumulators (see ``_reduce_kernel``)."""
+    off, mask = _offsets(r0, c0, s0, R, C, S, sr, sc, BLOCK_R, BLOCK_C, BLOCK_S)
+    x = tl.load(x_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    if BACKWARD:
+        dy = tl.load(dy_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        # (x - k) - m: x - k is exact for x near k, then the small m is taken off
+        xc = tl.where(mask, (x - k[None, :, None]) - m[None, :, None], 0.0)
+        acc_a += dy
+        acc_b += dy * xc
+    else:
+        d = tl.where(mask, x - k[None, :, None], 0.0)
+        acc_a += d
+        acc_b += d * d
+    return acc_a, acc_b
+
+
+@_jit
 def _reduce_kernel(x_ptr, dy_ptr, save_ptr, rm_ptr, rv_ptr, part_ptr,
                    R, C, S, sr, sc, rows_per_split, n_splits, eps,
                    BACKWARD: tl.constexpr, TRAINING: tl.constexpr,
@@ -136,25 +156,18 @@ def _reduce_kernel(x_ptr, dy_ptr, save_ptr, rm_ptr, rv_ptr, part_ptr,
     cmask = c < C
     k, m, invstd = _channel_stats(x_ptr, save_ptr, rm_ptr, rv_ptr, c, cmask, C, sc, eps,
                                   TRAINING, BACKWARD)
-    centre = (k + m)[None, :, None]
     acc_a = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_S], tl.float32)
     acc_b = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_S], tl.float32)
     r_start = pid_k * rows_per_split
     r_end = tl.minimum(r_start + rows_per_split, R)
     for r0 in range(r_start, r_end, BLOCK_R):
-        for s0 in range(0, S, BLOCK_S):
-            off, mask = _offsets(r0, c0, s0, r_end, C, S, sr, sc, BLOCK_R, BLOCK_C, BLOCK_S)
-            x = tl.load(x_ptr + off, mask=mask, other=0.0).to(tl.float32)
-            if BACKWARD:
-                dy = tl.load(dy_ptr + off, mask=mask, other=0.0).to(tl.float32)
-                # (x - k) - m: x - k is exact for x near k, then the small m is taken off
-                xc = tl.where(mask, (x - k[None, :, None]) - m[None, :, None], 0.0)
-                acc_a += dy
-                acc_b += dy * xc
-            else:
-                d = tl.where(mask, x - k[None, :, None], 0.0)
-                acc_a += d
-                acc_b += d * d
+        if BLOCK_S == 1:      # S == 1: no loop over s, so the compiler sees s0 = 0 (aligned loads)
+            acc_a, acc_b = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, 0, r_end, C, S,
+                                       sr, sc, BACKWARD, BLOCK_R, BLOCK_C, BLOCK_S)
+        else:
+            for s0 in range(0, S, BLOCK_S):
+                acc_a, acc_b = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, s0, r_end, C,
+                                           S, sr, sc, BACKWARD, BLOCK_R, BLOCK_C, BLOCK_S)
     a = tl.sum(tl.sum(acc_a, axis=2), axis=0)
     b = tl.sum(tl.sum(acc_b, axis=2), axis=0)
     tl.store(part_ptr + pid_k * C + c, a, mask=cmask)
@@ -165,13 +178,17 @@ def _reduce_kernel(x_ptr, dy_ptr, save_ptr, rm_ptr, rv_ptr, part_ptr,
 def _tile_ids(R, C, S, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """This program's tile ``(r0, c0, s0)`` in a 1-D grid, the channel block varying slowest."""
     pid = tl.program_id(0)
-    n_sb = (S + BLOCK_S - 1) // BLOCK_S
     n_rb = (R + BLOCK_R - 1) // BLOCK_R
-    pid_s = pid % n_sb
-    rest = pid // n_sb
+    if BLOCK_S == 1:          # S == 1 (channel innermost): s0 = 0, known to the compiler
+        s0 = 0
+        rest = pid
+    else:
+        n_sb = (S + BLOCK_S - 1) // BLOCK_S
+        s0 = (pid % n_sb) * BLOCK_S
+        rest = pid // n_sb
     pid_r = rest % n_rb
     pid_c = rest // n_rb
-    return pid_r * BLOCK_R, pid_c * BLOCK_C, pid_s * BLOCK_S
+    return pid_r * BLOCK_R, pid_c * BLOCK_C, s0
 
 
 @_jit
