@@ -194,6 +194,29 @@ def test_split_reductions_and_partial_tiles(shape, fmt):
     _compare(_ours(*args, True), _reference(*args, True), torch.float32, torch.float32, fmt)
 
 
+def test_strided_input_and_expanded_gradient():
+    """An input that is neither contiguous nor channels_last (H and W strides swapped) is copied to a
+    supported layout; a ``y.sum()`` gradient (an expanded, stride-0 ``dy``) gives torch's gradients."""
+    g = torch.Generator().manual_seed(8)
+    base = torch.randn(4, 3, 5, 4, generator=g).to(DEVICE)
+    w = torch.randn(3, generator=g).to(DEVICE)
+    b = torch.randn(3, generator=g).to(DEVICE)
+    results = []
+    for fn, reduce in ((btr.batch_norm, "square"), (F.batch_norm, "square"),
+                       (btr.batch_norm, "sum"), (F.batch_norm, "sum")):
+        x = base.clone().requires_grad_()
+        strided = x.transpose(2, 3).contiguous().transpose(2, 3)
+        assert not strided.is_contiguous() and not strided.is_contiguous(
+            memory_format=torch.channels_last)
+        wi, bi = w.clone().requires_grad_(), b.clone().requires_grad_()
+        y = fn(strided, None, None, wi, bi, True)
+        ((y * y).sum() if reduce == "square" else y.sum()).backward()
+        results.append((y.detach(), x.grad, wi.grad, bi.grad))
+    for ours, ref in ((results[0], results[1]), (results[2], results[3])):
+        for o, r in zip(ours, ref):
+            assert_close(o, r, rtol=1e-5, atol=1e-5)
+
+
 # --- modules ---------------------------------------------------------------------------------------
 
 def _make_pair(name, args, kwargs, seed=0):
