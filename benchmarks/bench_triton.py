@@ -98,37 +98,10 @@ def environment(device: str, interpret: bool) -> dict:
     return env
 
 
-def make_step(batch_norm: Callable, shape: Tuple[int, ...], dtype, channels_last: bool,
-              device: str) -> Callable[[], None]:
-    import torch
-    g = torch.Generator().manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    c = shape[1]
-    x = torch.randn(shape, generator=g).to(device, dtype).contiguous(memory_format=fmt)
-    x.requires_grad_(True)
-    dy = torch.randn(shape, generator=g).to(device, dtype).contiguous(memory_format=fmt)
-    weight = torch.ones(c, device=device, requires_grad=True)
-    bias = torch.zeros(c, device=device, requires_grad=True)
-    rm, rv = torch.zeros(c, device=device), torch.ones(c, device=device)
-
-    def step() -> None:
-        y = batch_norm(x, rm, rv, weight, bias, training=True)
-        torch.autograd.grad(y, (x, weight, bias), dy)
-    return step
-
-
-def copy_step(shape, dtype, channels_last: bool, device: str) -> Callable[[], None]:
-    import torch
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    src = torch.randn(shape).to(device, dtype).contiguous(memory_format=fmt)
-    dst = torch.empty_like(src)
-    return lambda: dst.copy_(src)
-
-
 def run(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
-    from bench_batchnorm import SHAPES, _quantiles, time_round_robin
+    from bench_batchnorm import SHAPES, _quantiles, copy_seconds, time_round_robin, torch_step
 
     import bncourse.torch as bt
     import bncourse.triton as btr
@@ -154,14 +127,11 @@ def run(args: argparse.Namespace) -> dict:
     for shape in shapes:
         for channels_last in ((False, True) if len(shape) == 4 else (False,)):
             for dtype in (torch.float32, torch.bfloat16):
-                fns = {name: make_step(fn, shape, dtype, channels_last, args.device)
+                fns = {name: torch_step(shape, fn, args.device, 0, dtype, channels_last)
                        for name, fn in impls.items()}
                 timings = time_round_robin(fns, repeats, sync, reference="torch native")
-                copy = time_round_robin({"copy": copy_step(shape, dtype, channels_last,
-                                                           args.device)},
-                                        repeats, sync, reference="copy")[0]
+                copy_s = copy_seconds(shape, args.device, repeats, sync, dtype, channels_last)
                 nbytes = torch.Size(shape).numel() * torch.finfo(dtype).bits // 8
-                copy_s = float(torch.tensor(copy.seconds).median())
                 copy_gbs = 2 * nbytes / copy_s / 1e9
                 for t in timings:
                     q1, med, q3 = _quantiles(t.seconds)
