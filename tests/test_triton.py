@@ -1,9 +1,9 @@
 """``bncourse.triton``: fused Triton kernels against ``torch.nn.functional.batch_norm`` and float64.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors: ``TRITON_INTERPRET=1`` is set
-before ``triton`` is first imported (Triton decides interpreted or compiled then). With a GPU the same tests run compiled on
-CUDA tensors, and the ``cuda``-marked cases add the benchmark shapes. Interpreted kernels are slow:
-the CPU shapes are small.
+before ``triton`` is first imported (Triton decides interpreted or compiled then). With a GPU the
+same tests run compiled on CUDA tensors, and the ``cuda``-marked cases add the benchmark shapes.
+Interpreted kernels are slow: the CPU shapes are small.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ OURS = {"BatchNorm1d": btr.BatchNorm1d, "BatchNorm2d": btr.BatchNorm2d,
         "BatchNorm3d": btr.BatchNorm3d}
 HALF = (torch.float16, torch.bfloat16)
 
-# (shape, memory format): every layout the kernels take without a copy, and a strided one
+# (shape, memory format): every layout the kernels take without a copy; NC11 is a spatial size of 1
 LAYOUTS = [
     ((7, 5), torch.contiguous_format),
     ((4, 3, 9), torch.contiguous_format),
