@@ -117,13 +117,18 @@ def numpy_layer_step(shape: Tuple[int, ...], rng: np.random.Generator) -> Callab
     return step
 
 
-def torch_step(shape: Tuple[int, ...], batch_norm: Callable, device: str, seed: int) -> Callable[[], None]:
+def torch_step(shape: Tuple[int, ...], batch_norm: Callable, device: str, seed: int,
+               dtype=None, channels_last: bool = False) -> Callable[[], None]:
+    """A training step of ``batch_norm`` on fixed data: ``dtype`` (default float32) and layout of x
+    and dy; the parameters and running statistics are float32."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     c = shape[1]
-    x = torch.randn(shape, generator=g).to(device).requires_grad_(True)
-    dy = torch.randn(shape, generator=g).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, generator=g).to(device, dtype).contiguous(memory_format=fmt)
+    x.requires_grad_(True)
+    dy = torch.randn(shape, generator=g).to(device, dtype).contiguous(memory_format=fmt)
     weight = torch.ones(c, device=device, requires_grad=True)
     bias = torch.zeros(c, device=device, requires_grad=True)
     running_mean, running_var = torch.zeros(c, device=device), torch.ones(c, device=device)
@@ -136,15 +141,17 @@ def torch_step(shape: Tuple[int, ...], batch_norm: Callable, device: str, seed: 
 
 
 def copy_seconds(shape: Tuple[int, ...], device: str, repeats: int,
-                 sync: Callable[[], None]) -> float:
-    """Median time of one copy of a float32 tensor of ``shape`` (NumPy on CPU, torch on CUDA)."""
-    if device == "cpu":
+                 sync: Callable[[], None], dtype=None, channels_last: bool = False) -> float:
+    """Median time of one copy of a tensor of ``shape``: float32 with NumPy on CPU, else a torch
+    tensor of ``dtype`` (default float32) and layout on ``device``."""
+    if device == "cpu" and dtype is None and not channels_last:
         src = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         dst = np.empty_like(src)
         fn: Callable[[], None] = lambda: np.copyto(dst, src)
     else:
         import torch
-        t_src = torch.randn(shape, device=device)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        t_src = torch.randn(shape).to(device, dtype).contiguous(memory_format=fmt)
         t_dst = torch.empty_like(t_src)
         fn = lambda: t_dst.copy_(t_src)
     timing = time_round_robin({"copy": fn}, repeats, sync, reference="copy")[0]

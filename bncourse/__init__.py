@@ -7,6 +7,8 @@ Subpackages and modules (import the one you need; nothing heavy is imported here
 * ``bncourse.torch``     — BatchNorm from plain tensor ops with an explicit backward:
   ``batch_norm`` and drop-in ``BatchNorm1d/2d/3d`` (CPU and CUDA), ``convert_batchnorm``,
   ``SyncBatchNorm`` (data-parallel, over ``torch.distributed``: gloo on CPU, NCCL on GPUs).
+* ``bncourse.triton``    — the same ``batch_norm`` and modules as fused Triton kernels (optional: needs
+  ``triton``; CUDA, or Triton's interpreter on CPU).
 * ``bncourse.exercises`` — self-check questions: live ipywidgets and static HTML/JS from one definition.
 * ``bncourse.data``, ``bncourse.models``, ``bncourse.training``, ``bncourse.plotting`` — the data
   sources (offline) and the experiment harness the chapters run on.

@@ -75,7 +75,7 @@ from torch import Tensor
 from .. import _checks
 from ._layout import Layout, channel_sum, ones_for
 
-__all__ = ["batch_norm"]
+__all__ = ["batch_norm", "check_batch_norm_args"]
 
 
 def _dtype_name(t: Optional[Tensor]) -> Optional[str]:
@@ -164,20 +164,21 @@ def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
                                f"two devices, {input.device} and {t.device}!")
 
 
-def batch_norm(
+def check_batch_norm_args(
     input: Tensor,
     running_mean: Optional[Tensor],
     running_var: Optional[Tensor],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> Optional[Tensor]:
+    """Every check of :func:`batch_norm`, in torch's order; torch's result for an empty input.
 
-    ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
-    running buffers (if given) are updated in place. See the module docstring for the numerics.
+    Raises what ``F.batch_norm`` raises for bad arguments. Returns ``None`` when the input has
+    elements (the caller computes), else the output of torch's early return for an empty batch (the
+    caller returns it as is). Shared by every implementation of ``batch_norm`` in the package.
     """
     # torch's order: the Python-level checks of F.batch_norm (on the raw arguments: ``training``
     # only for its truth value, ``eps`` compared as given), then the argument parser's types in
@@ -191,8 +192,6 @@ def batch_norm(
         _checks.check_enough_values(tuple(input.shape), True)
     _checks.check_eps(eps, training)
     _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
-    momentum, eps = _as_float(momentum), _as_float(eps)
-
     if input.numel() == 0:
         # torch's early return (ATen _batch_norm_impl_index): no further checks, no buffer update;
         # a clone keeps the gradient chain, weight/bias enter through their first element only.
@@ -204,8 +203,7 @@ def batch_norm(
         return out
 
     check_tensors(input, running_mean, running_var, weight, bias, training)
-    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                    bool(training), float(momentum), float(eps))
+    return None
 
 
 def check_tensors(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
@@ -229,6 +227,29 @@ def check_tensors(input: Tensor, running_mean: Optional[Tensor], running_var: Op
     _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
     _check_param_access(input, weight, bias, running_mean, running_var, training)
     _check_devices(input, weight, bias, running_mean, running_var)
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization over dim 1; same signature, results and errors as ``F.batch_norm``.
+
+    ``input`` ``(N, C, *spatial)`` -> output of the same shape, dtype and memory format. In training the
+    running buffers (if given) are updated in place. See the module docstring for the numerics.
+    """
+    out = check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum,
+                                eps)
+    if out is not None:
+        return out
+    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
+                                    bool(training), _as_float(momentum), _as_float(eps))
 
 
 _TINY = {torch.float32: torch.finfo(torch.float32).tiny, torch.float64: torch.finfo(torch.float64).tiny}
