@@ -13,8 +13,9 @@ buffers such as BN running statistics, ``.grad`` and train/eval mode are left ex
 * :class:`LandscapeProbe` -- a recorder that runs both at chosen training steps and stores the
   numbers (plus gradient norms, which must be reported beside every smoothness measure: the
   measures are not scale-invariant and a net that does not train looks "smooth").
-* :func:`layer_gradient_norms` -- ``||dL/dW_l||`` of every layer on one batch (chapter 3's vanishing
-  and exploding gradients at initialization).
+* :func:`layer_gradient_norms` -- ``||dL/dW_l||`` of every layer on one batch;
+  :func:`gradient_norms_at_init` -- the same for a fresh MLP (chapter 3's vanishing and exploding
+  gradients at initialization).
 * :func:`activation_drift` -- how far a layer's per-unit distribution moves between records.
 * :func:`theorem41` -- the gradient-norm relation of Theorem 4.1 on one BN layer, autograd vs
   formula, with the printed ``1/sqrt(m)`` and the proof's ``1/m`` coefficient.
@@ -31,13 +32,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from bncourse.normalizers import frozen_noise
 from bncourse.state import preserved
 
 __all__ = [
     "LineSearch", "line_search", "ICS", "internal_covariate_shift", "default_layers",
-    "LandscapeProbe", "activation_drift", "layer_gradient_norms", "Theorem41", "theorem41",
+    "LandscapeProbe", "activation_drift", "layer_gradient_norms", "gradient_norms_at_init", "Theorem41", "theorem41",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -270,6 +272,22 @@ def layer_gradient_norms(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor
     with preserved(model, params=False):
         _, grads = _loss_and_grads(model, loss_fn, x, y, weights)
     return np.array([_norm([g]) for g in grads])
+
+
+def gradient_norms_at_init(sizes: Sequence[int], x: Tensor, y: Tensor, *, seed: int = 0,
+                           loss_fn: LossFn = F.cross_entropy, **mlp_kwargs) -> np.ndarray:
+    """Chapter 3's measurement: :func:`layer_gradient_norms` of the hidden layers of a freshly initialized
+    ``bncourse.models.mlp(sizes, **mlp_kwargs)`` (seeded with ``seed``) on one batch ``(x, y)``.
+
+    Returns ``(len(sizes) - 2,)``: ``||dL/dW_l||`` for hidden layer ``l = 1`` (next to the input) onwards.
+    The ratio first / last shows vanishing (<< 1) or exploding (>> 1) gradients at initialization.
+    """
+    from bncourse.models import hidden_linears, mlp
+    from bncourse.training import set_seed
+
+    set_seed(seed)
+    model = mlp(sizes, **mlp_kwargs)
+    return layer_gradient_norms(model, loss_fn, x, y, hidden_linears(model))
 
 
 # --------------------------------------------------------------------------------------------------
