@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["setup_chapter", "PLOT_STYLE"]
 
-#: Matplotlib settings of the course's figures: a light grid on every axes.
+#: Matplotlib settings of the course's figures (a light grid on every axes).
 PLOT_STYLE: dict[str, object] = {"axes.grid": True, "grid.alpha": 0.3}
 
 

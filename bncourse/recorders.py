@@ -33,9 +33,8 @@ from bncourse.state import as_model_input, preserved
 __all__ = ["Hook", "module_outputs", "first_units", "ActivationRecorder", "PercentileRecorder", "MODES"]
 
 ArrayLike = np.ndarray | torch.Tensor
-Reduce = Callable[[torch.Tensor], Any]
 
-#: The modes a recorder can run the forward pass in: ``"eval"``, ``"train"`` or the model's ``"current"`` one.
+#: The modes a recorder can run the forward pass in (``"current"`` = the model's own modes).
 MODES = ("eval", "train", "current")
 
 
@@ -90,7 +89,7 @@ def _to_numpy(out: torch.Tensor) -> np.ndarray:
     return out.detach().cpu().numpy().copy()
 
 
-def first_units(k: int) -> Reduce:
+def first_units(k: int) -> Callable[[torch.Tensor], np.ndarray]:
     """A reduction keeping the first ``k`` units: output (N, C, ...) -> array (N, k) of the flattened
     per-sample features."""
     if int(k) != k or k < 1:
@@ -125,7 +124,8 @@ class ActivationRecorder:
     ``rec.record(model, x, step=0)``.
     """
 
-    def __init__(self, modules: nn.Module | Mapping[str, nn.Module], reduce: Reduce | None = None, *,
+    def __init__(self, modules: nn.Module | Mapping[str, nn.Module],
+                 reduce: Callable[[torch.Tensor], Any] | None = None, *,
                  x: ArrayLike | None = None, at: Iterable[int] | None = None, mode: str = "eval"):
         if isinstance(modules, nn.Module):
             modules = {"output": modules}

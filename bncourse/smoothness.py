@@ -29,7 +29,7 @@ from bncourse.training import History, set_seed, train
 
 __all__ = ["SIZES", "VARIANTS", "SmoothnessRun", "smoothness_run", "final_loss", "ics_median"]
 
-#: The chapter's network: 784 inputs, 9 hidden layers of width 128, 10 classes (10 Linear layers).
+#: The chapter's network (784 inputs, 9 hidden layers of width 128, 10 classes; 10 Linear layers).
 SIZES: tuple[int, ...] = (784,) + (128,) * 9 + (10,)
 
 #: Variant name -> keyword arguments of :func:`bncourse.models.mlp`.
