@@ -14,7 +14,7 @@ import numpy as np
 
 from bncourse.recorders import PercentileRecorder
 from bncourse.scaling import GDResult, LeastSquaresProblem, least_squares_loss, loss_grid
-from bncourse.training import History
+from bncourse.history import History
 
 __all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "plot_descent", "show_table",
            "table_html", "metric_label"]
@@ -31,7 +31,7 @@ _LABELS = {
 
 
 def metric_label(metric: str) -> str:
-    """Human-readable axis label of a :class:`~bncourse.training.History` metric name."""
+    """Human-readable axis label of a :class:`~bncourse.history.History` metric name."""
     return _LABELS.get(metric, metric.replace("_", " "))
 
 
@@ -67,7 +67,7 @@ def plot_curves(
     """One curve of ``metric`` against training steps per entry of ``runs``.
 
     Args:
-        runs: label -> a :class:`~bncourse.training.History`, or a list of histories (e.g. several seeds): the mean is drawn
+        runs: label -> a :class:`~bncourse.history.History`, or a list of histories (e.g. several seeds): the mean is drawn
             with a band from the minimum to the maximum over the runs.
         metric: a History metric name (``"test_acc"``, ``"val_loss"``, ``"train_loss_per_step"``, ...).
         ax: Matplotlib Axes to draw into (default: a new figure).

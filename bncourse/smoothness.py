@@ -25,7 +25,8 @@ from bncourse.landscape import LandscapeProbe
 from bncourse.models import hidden_preactivations, mlp
 from bncourse.normalizers import ActivationNoise, LpNorm1d, NoisyBatchNorm1d
 from bncourse.recorders import ActivationRecorder, first_units
-from bncourse.training import History, set_seed, train
+from bncourse.history import History
+from bncourse.training import set_seed, train
 
 __all__ = ["SIZES", "VARIANTS", "SmoothnessRun", "smoothness_run", "final_loss", "ics_median"]
 

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from bncourse.plotting import plot_bars, plot_curves, plot_descent, plot_percentiles  # noqa: E402
 from bncourse.recorders import PercentileRecorder  # noqa: E402
 from bncourse.scaling import gd_explorer  # noqa: E402
-from bncourse.training import History  # noqa: E402
+from bncourse.history import History  # noqa: E402
 
 
 def _hist(values):

@@ -9,7 +9,7 @@ import torch
 from bncourse.data import load_images
 from bncourse.landscape import activation_drift
 from bncourse.smoothness import VARIANTS, final_loss, ics_median, smoothness_run
-from bncourse.training import History
+from bncourse.history import History
 
 torch.set_num_threads(1)
 

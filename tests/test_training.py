@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bncourse.data import load_images
-from bncourse.models import hidden_preactivations, mlp
+from bncourse.models import mlp
 from bncourse.training import (
     Evaluation,
     History,
