@@ -8,12 +8,11 @@ Axes, so chapters can combine them with ``plt.subplots``.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from bncourse.recorders import PercentileRecorder
-from bncourse.scaling import GDResult, LeastSquaresProblem, least_squares_loss, loss_grid
 from bncourse.history import History
 
 __all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "plot_descent", "show_table",
@@ -232,6 +231,8 @@ def plot_descent(ax, problem: LeastSquaresProblem, result: GDResult, title: str,
     ``equal_aspect`` both axes get the same scale (a square window), so elongated valleys look
     elongated. Returns ``ax``.
     """
+    from bncourse.scaling import least_squares_loss, loss_grid
+
     path = result.path[np.all(np.isfinite(result.path), axis=1)]
     pts = np.vstack([path, problem.w_star[None, :], np.zeros((1, 2))])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
