@@ -14,8 +14,7 @@ ReLU, Glorot initialization, SGD with lr 0.1, batch 128, 500 steps.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -45,18 +44,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class SmoothnessRun:
-    """One trained network's records: the training ``history``, the landscape ``probe`` and the activation
-    ``trace`` (``trace.records["layer k"]``: one (batch, units) array per step; ``None`` without ``watch``)."""
+class SmoothnessRun(NamedTuple):
+    """One trained network's records (a named tuple ``(history, probe, trace)``): the training ``history``,
+    the landscape ``probe`` and the activation ``trace`` (``trace.records["layer k"]``: one (batch, units)
+    array per step; ``None`` without ``watch``)."""
 
     history: History
     probe: LandscapeProbe
     trace: ActivationRecorder | None
-
-    def __iter__(self):
-        """Unpacks as ``history, probe, trace``."""
-        return iter((self.history, self.probe, self.trace))
 
     def final_loss(self, last: int = 100) -> float:
         """:func:`final_loss` of the history."""

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bncourse.data import load_images
 from bncourse.models import hidden_preactivations, mlp
 from bncourse.normalizers import NoisyBatchNorm1d
 from bncourse.recorders import ActivationRecorder, PercentileRecorder, first_units, module_outputs
@@ -17,18 +16,8 @@ from bncourse.training import set_seed, train
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_images("digits", verbose=False)
-
-
-def _model(seed=0, norm="bn", activation="sigmoid", init=0.1):
-    set_seed(seed)
-    return mlp([64, 32, 32, 10], activation=activation, norm=norm, init=init)
-
-
-def test_percentile_recorder_matches_numpy(digits):
-    m = _model()
+def test_percentile_recorder_matches_numpy(digits, sigmoid_bn_mlp):
+    m = sigmoid_bn_mlp
     module = hidden_preactivations(m)[-1]
     rec = PercentileRecorder(module, unit=3, q=(15, 50, 85))
     x = torch.from_numpy(digits.x_test)
@@ -42,8 +31,8 @@ def test_percentile_recorder_matches_numpy(digits):
     assert m.training is False  # mode restored (was eval)
 
 
-def test_percentile_recorder_as_train_hook(digits):
-    m = _model()
+def test_percentile_recorder_as_train_hook(digits, sigmoid_bn_mlp):
+    m = sigmoid_bn_mlp
     rec = PercentileRecorder(hidden_preactivations(m)[-1], unit=0)
     act = ActivationRecorder(m.hidden1.act, reduce=lambda out: float(out.mean()))
     h = train(m, digits, steps=30, batch_size=20, eval_every=10, eval_subset=150, hooks=[rec, act])
@@ -127,8 +116,8 @@ def test_first_units_keeps_the_leading_flattened_features():
         first_units(0)
 
 
-def test_recorder_errors():
-    m = _model()
+def test_recorder_errors(sigmoid_bn_mlp):
+    m = sigmoid_bn_mlp
     with pytest.raises(ValueError, match="percentiles"):
         PercentileRecorder(m.hidden1.norm, q=(50, 101))
     rec = PercentileRecorder(m.hidden1.norm, unit=99)

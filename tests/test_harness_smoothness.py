@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from bncourse.data import load_images
 from bncourse.landscape import activation_drift
 from bncourse.smoothness import VARIANTS, final_loss, ics_median, smoothness_run
 from bncourse.history import History
@@ -17,14 +16,13 @@ SIZES = [64] + [64] * 6 + [10]
 
 
 @pytest.fixture(scope="module")
-def digits():
-    d = load_images("digits", verbose=False)
-    return torch.from_numpy(d.x_train), torch.from_numpy(d.y_train), (d.x_test, d.y_test)
+def tensors(digits):
+    return torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train), (digits.x_test, digits.y_test)
 
 
 @pytest.fixture(scope="module", params=[0, 1])
-def runs(request, digits):
-    x, y, test = digits
+def runs(request, tensors):
+    x, y, test = tensors
     return {v: smoothness_run(v, x, y, test, sizes=SIZES, steps=150, batch_size=64, seed=request.param, every=25,
                               watch=(2, 5) if v == "noisy BN" else ())
             for v in ("standard", "BN", "noisy BN", "standard + noise")}
@@ -63,15 +61,15 @@ def test_the_run_records_what_the_chapter_plots(runs):
     assert final_loss(history, 50) == pytest.approx(np.mean(history.train_loss[-50:]))
 
 
-def test_recording_does_not_change_the_run(digits, runs):
-    x, y, test = digits
+def test_recording_does_not_change_the_run(tensors, runs):
+    x, y, test = tensors
     seed = runs["BN"].probe.seed
     bare = smoothness_run("BN", x, y, test, sizes=SIZES, steps=150, batch_size=64, seed=seed, every=10**6, ics=False)
     assert bare.history.train_loss == runs["BN"].history.train_loss
 
 
-def test_variants_and_errors(digits):
-    x, y, test = digits
+def test_variants_and_errors(tensors):
+    x, y, test = tensors
     assert list(VARIANTS) == ["standard", "BN", "noisy BN", "standard + noise", "l1", "l2", "linf"]
     with pytest.raises(ValueError, match="unknown variant 'batchnorm'"):
         smoothness_run("batchnorm", x, y, test)
@@ -79,3 +77,8 @@ def test_variants_and_errors(digits):
         smoothness_run("BN", x, y, test, sizes=SIZES, watch=(7,))
     with pytest.raises(ValueError, match="no training steps"):
         final_loss(History())
+
+
+def test_a_run_is_a_named_tuple(runs):
+    run = runs["BN"]
+    assert run[0] is run.history and run[1] is run.probe and run[2] is run.trace

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from bncourse.data import load_images
 from bncourse.models import mlp
 from bncourse.training import (
     Evaluation,
@@ -23,11 +22,6 @@ from bncourse.training import (
 )
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_images("digits", verbose=False)
 
 
 def _model(seed=0, norm="bn", activation="sigmoid", init=0.1):
