@@ -256,12 +256,14 @@ def hessian(X: np.ndarray) -> np.ndarray:
     return X.T @ X / X.shape[0]
 
 
+def _kappa(eig: np.ndarray) -> float:
+    """``eig[-1] / eig[0]`` of ascending eigenvalues; ``inf`` when the smallest is 0 up to rounding."""
+    return float(eig[-1] / eig[0]) if eig[0] > eig[-1] * 1e-15 else float("inf")
+
+
 def condition_number(X: np.ndarray) -> float:
     """``lambda_max / lambda_min`` of the Hessian ``X^T X / n``; ``inf`` if it is singular."""
-    eig = np.linalg.eigvalsh(hessian(X))
-    if eig[0] <= eig[-1] * 1e-15:
-        return float("inf")
-    return float(eig[-1] / eig[0])
+    return _kappa(np.linalg.eigvalsh(hessian(X)))
 
 
 @dataclass
@@ -330,7 +332,7 @@ def gradient_descent(
         raise ValueError("max_steps and record_every must be >= 1")
     H = X.T @ X / n
     eig = np.linalg.eigvalsh(H)
-    kappa = float(eig[-1] / eig[0]) if eig[0] > eig[-1] * 1e-15 else float("inf")
+    kappa = _kappa(eig)
     if lr is None:
         if lr_factor <= 0:
             raise ValueError(f"lr_factor must be positive, got {lr_factor}")
