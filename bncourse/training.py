@@ -20,7 +20,6 @@ evaluation point, hooks included).
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -31,6 +30,7 @@ from torch import nn
 
 from bncourse.data import ImageData
 from bncourse.history import History
+from bncourse.progress import ProgressBar
 from bncourse.recorders import Hook
 from bncourse.state import as_model_input, preserved
 
@@ -217,46 +217,6 @@ class Evaluation:
         return record
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is installed with Jupyter
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _progress_wanted(progress: bool | None) -> bool:
-    """``None`` = auto: a bar only in a Jupyter kernel, and never when ``CI`` is set or
-    ``BNCOURSE_PROGRESS=0``."""
-    if progress is not None:
-        return bool(progress)
-    if os.environ.get("CI") or os.environ.get("BNCOURSE_PROGRESS", "").lower() in ("0", "false", "off", "no"):
-        return False
-    return _in_notebook()
-
-
-class _Progress:
-    """A tqdm bar when wanted, else nothing: ``update(step, loss)`` and ``close()``."""
-
-    def __init__(self, progress: bool | None, total: int) -> None:
-        self.bar = None
-        if _progress_wanted(progress):
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="training", leave=False)
-
-    def update(self, step: int, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if step % 50 == 0:
-                self.bar.set_postfix(loss=f"{loss:.3f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _callbacks(step_callback: StepCallback | Iterable[StepCallback] | None) -> list[StepCallback]:
     if step_callback is None:
         return []
@@ -344,7 +304,7 @@ def train(
                                   optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
                                   sgd_momentum=sgd_momentum, weight_decay=weight_decay, seed=seed,
                                   eval_every=eval_every, eval_on=split.eval_name, eval_subset=eval_subset))
-    bar = _Progress(progress, total)
+    bar = ProgressBar(progress, total)
     # The global RNG drives dropout / noise layers: seed it for the run, give the caller's state back after.
     with preserved(model, params=False, buffers=False, modes=False):
         torch.manual_seed(seed)

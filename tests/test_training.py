@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from bncourse.models import mlp
+from bncourse.progress import ProgressBar, progress_wanted
 from bncourse.training import (
     Evaluation,
     History,
-    _progress_wanted,
     epoch_batches,
     evaluate,
     make_optimizer,
@@ -170,15 +170,27 @@ def test_train_argument_errors(digits):
 def test_progress_auto_is_off_outside_notebooks_and_in_ci(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("BNCOURSE_PROGRESS", raising=False)
-    assert _progress_wanted(None) is False  # pytest is not a Jupyter kernel
-    assert _progress_wanted(True) is True and _progress_wanted(False) is False
-    monkeypatch.setattr("bncourse.training._in_notebook", lambda: True)
-    assert _progress_wanted(None) is True
+    assert progress_wanted(None) is False  # pytest is not a Jupyter kernel
+    assert progress_wanted(True) is True and progress_wanted(False) is False
+    monkeypatch.setattr("bncourse.progress.in_notebook", lambda: True)
+    assert progress_wanted(None) is True
     monkeypatch.setenv("CI", "true")
-    assert _progress_wanted(None) is False
+    assert progress_wanted(None) is False
     monkeypatch.delenv("CI")
     monkeypatch.setenv("BNCOURSE_PROGRESS", "0")
-    assert _progress_wanted(None) is False
+    assert progress_wanted(None) is False
+
+
+def test_progress_bar_counts_the_steps_and_can_be_off():
+    bar = ProgressBar(True, total=3)
+    for step in (1, 2, 3):
+        bar.update(step, 0.5)
+    assert bar.bar is not None and bar.bar.n == 3
+    bar.close()
+    off = ProgressBar(False, total=3)
+    off.update(1, 0.5)
+    off.close()
+    assert off.bar is None
 
 
 # ------------------------------------------------------------------------------------------ the parts
