@@ -20,7 +20,7 @@ source in this project (no network) -- treat those with care.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Literal, Optional, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Convention:
     running_var_estimator: Literal["unbiased", "biased"]  # batch variance used in the running update
     init_running_mean: float
     init_running_var: float
-    verified: Dict[str, str]    # field -> "probed" | "memory" (+ remarks)
+    verified: dict[str, str]    # field -> "probed" | "memory" (+ remarks)
     notes: str = ""
 
     @property
@@ -50,7 +50,7 @@ class Convention:
         return self.momentum if self.momentum_meaning == "update" else 1.0 - self.momentum
 
 
-CONVENTIONS: Dict[str, Convention] = {
+CONVENTIONS: dict[str, Convention] = {
     "torch": Convention(
         key="torch", framework="PyTorch", api="torch.nn.BatchNorm1d/2d/3d",
         momentum=0.1, momentum_meaning="update", eps=1e-5, eps_placement="inside sqrt",
@@ -145,7 +145,7 @@ def ema_update(running: np.ndarray, batch_stat: np.ndarray, momentum: float,
     return (1.0 - w) * running + w * batch_stat
 
 
-def batch_statistics(x: np.ndarray, convention: str = "torch") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_statistics(x: np.ndarray, convention: str = "torch") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel batch statistics of ``x`` ``(N, C)`` or ``(N, C, *spatial)``.
 
     Returns ``(mean, var_normalize, var_running)``: the mean, the biased variance that every
@@ -169,8 +169,8 @@ def batch_statistics(x: np.ndarray, convention: str = "torch") -> Tuple[np.ndarr
     return mean, var, running
 
 
-def simulate_running_stats(batches, convention: str = "torch", momentum: Optional[float] = None,
-                           num_channels: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def simulate_running_stats(batches, convention: str = "torch", momentum: float | None = None,
+                           num_channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Running mean and variance after training-mode forwards on ``batches``, in ``convention``.
 
     Starts from the convention's initial values; ``momentum=None`` uses its default. Every batch is
@@ -221,7 +221,7 @@ TABLE_FIELDS = (
 )
 
 
-def table_rows():
+def table_rows() -> list[dict[str, object]]:
     """The Rosetta stone as a list of dicts (one per convention), with readable column names."""
     rows = []
     for conv in CONVENTIONS.values():
@@ -236,13 +236,3 @@ def table_rows():
         row["checked"] = "probed" if conv.verified.get("all", "").startswith("probed") else "from memory"
         rows.append(row)
     return rows
-
-
-def table_markdown() -> str:
-    """The Rosetta stone as a Markdown table (for ``IPython.display.Markdown``)."""
-    rows = table_rows()
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"`{v}`" if k == "layer" else str(v) for k, v in row.items()) + " |")
-    return "\n".join(lines)

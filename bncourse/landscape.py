@@ -13,6 +13,10 @@ buffers such as BN running statistics, ``.grad`` and train/eval mode are left ex
 * :class:`LandscapeProbe` -- a recorder that runs both at chosen training steps and stores the
   numbers (plus gradient norms, which must be reported beside every smoothness measure: the
   measures are not scale-invariant and a net that does not train looks "smooth").
+* :func:`layer_gradient_norms` -- ``||dL/dW_l||`` of every layer on one batch;
+  :func:`gradient_norms_at_init` -- the same for a fresh MLP (chapter 3's vanishing and exploding
+  gradients at initialization).
+* :func:`activation_drift` -- how far a layer's per-unit distribution moves between records.
 * :func:`theorem41` -- the gradient-norm relation of Theorem 4.1 on one BN layer, autograd vs
   formula, with the printed ``1/sqrt(m)`` and the proof's ``1/m`` coefficient.
 
@@ -23,57 +27,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from bncourse.normalizers import frozen_noise
+from bncourse.state import preserved
 
 __all__ = [
     "LineSearch", "line_search", "ICS", "internal_covariate_shift", "default_layers",
-    "LandscapeProbe", "ActivationTrace", "module_outputs", "activation_drift", "Theorem41", "theorem41",
+    "LandscapeProbe", "activation_drift", "layer_gradient_norms", "gradient_norms_at_init", "Theorem41", "theorem41",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------------------------------
-# helpers: snapshot/restore and gradients
+# helpers: gradients (the model is left as found by bncourse.state.preserved)
 # --------------------------------------------------------------------------------------------------
 
-def _trainable(model: nn.Module) -> List[nn.Parameter]:
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
     return params
 
 
-class _Restore:
-    """Context manager: snapshot of the parameters (unless ``params=False``), the buffers and the
-    global torch RNG, restored on exit (so that a measurement changes neither the model nor the
-    random draws of the training run)."""
-
-    def __init__(self, model: nn.Module, params: bool = True) -> None:
-        self.model = model
-        self.params = params
-
-    def __enter__(self) -> "_Restore":
-        tensors = list(self.model.parameters()) if self.params else []
-        self.saved = [(t, t.detach().clone()) for t in tensors + list(self.model.buffers())]
-        self.rng = torch.get_rng_state()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with torch.no_grad():
-            for t, v in self.saved:
-                t.copy_(v)
-        torch.set_rng_state(self.rng)
-
-
 def _loss_and_grads(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
-                    params: Sequence[Tensor]) -> Tuple[float, List[Tensor]]:
+                    params: Sequence[Tensor]) -> tuple[float, list[Tensor]]:
     loss = loss_fn(model(x), y)
     if loss.dim() != 0:
         raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
@@ -165,7 +149,7 @@ def line_search(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, lr: flo
     params = _trainable(model)
     etas = mult * lr
     losses, diffs, dists = [], [], []
-    with frozen_noise(model), _Restore(model):
+    with frozen_noise(model), preserved(model):
         loss0, g = _loss_and_grads(model, loss_fn, x, y, params)
         g = [t.detach().clone() for t in g]
         theta0 = [p.detach().clone() for p in params]
@@ -189,7 +173,7 @@ def line_search(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, lr: flo
 _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def default_layers(model: nn.Module) -> List[nn.Module]:
+def default_layers(model: nn.Module) -> list[nn.Module]:
     """The layers whose ICS is measured by default: every Linear/Conv module, in registration order."""
     layers = [m for m in model.modules() if isinstance(m, _LAYER_TYPES)]
     if not layers:
@@ -213,7 +197,7 @@ class ICS:
 
 
 def internal_covariate_shift(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, lr: float,
-                             layers: Optional[Sequence[nn.Module]] = None) -> ICS:
+                             layers: Sequence[nn.Module] | None = None) -> ICS:
     """Definition 2.1 of Santurkar et al. (2018), for plain SGD with learning rate ``lr``.
 
     ``G_i = grad_{W_i} L(W_1, ..., W_k; x, y)`` and
@@ -242,7 +226,7 @@ def internal_covariate_shift(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Te
             raise ValueError(f"layer {layer!r} has no trainable .weight that belongs to the model")
         w_idx.append(index[id(w)])
     l2, cos, norms = [], [], []
-    with frozen_noise(model), _Restore(model):
+    with frozen_noise(model), preserved(model):
         _, g = _loss_and_grads(model, loss_fn, x, y, params)
         g = [t.detach().clone() for t in g]
         theta0 = [p.detach().clone() for p in params]
@@ -261,6 +245,49 @@ def internal_covariate_shift(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Te
             cos.append(dot / (n1 * n2) if n1 > 0 and n2 > 0 else float("nan"))
             norms.append(n1)
     return ICS(l2=np.array(l2), cosine=np.array(cos), grad_norm=np.array(norms))
+
+
+def layer_gradient_norms(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
+                         layers: Sequence[nn.Module] | None = None) -> np.ndarray:
+    """``||dL/dW_l||`` (Frobenius norm of the weight gradient) of each layer, for one batch.
+
+    The loss is ``loss_fn(model(x), y)`` in the model's current mode. Gradients are taken with
+    ``torch.autograd.grad``, so ``.grad``, parameters, buffers and the RNG are left as found.
+
+    Args:
+        model, loss_fn, x, y: as in :func:`line_search`.
+        layers: modules with a ``.weight`` parameter, e.g. ``bncourse.models.hidden_linears(model)``;
+            default :func:`default_layers` (every Linear/Conv, the output layer included).
+
+    Returns:
+        ``(len(layers),)`` float64 array, in the order of ``layers`` (for an MLP: 1 = next to the input).
+    """
+    layers = default_layers(model) if layers is None else list(layers)
+    weights = []
+    for layer in layers:
+        w = getattr(layer, "weight", None)
+        if not isinstance(w, Tensor) or not w.requires_grad:
+            raise ValueError(f"layer {layer!r} has no trainable .weight")
+        weights.append(w)
+    with preserved(model, params=False):
+        _, grads = _loss_and_grads(model, loss_fn, x, y, weights)
+    return np.array([_norm([g]) for g in grads])
+
+
+def gradient_norms_at_init(sizes: Sequence[int], x: Tensor, y: Tensor, *, seed: int = 0,
+                           loss_fn: LossFn = F.cross_entropy, **mlp_kwargs) -> np.ndarray:
+    """Chapter 3's measurement: :func:`layer_gradient_norms` of the hidden layers of a freshly initialized
+    ``bncourse.models.mlp(sizes, **mlp_kwargs)`` (seeded with ``seed``) on one batch ``(x, y)``.
+
+    Returns ``(len(sizes) - 2,)``: ``||dL/dW_l||`` for hidden layer ``l = 1`` (next to the input) onwards.
+    The ratio first / last shows vanishing (<< 1) or exploding (>> 1) gradients at initialization.
+    """
+    from bncourse.models import hidden_linears, mlp
+    from bncourse.training import set_seed
+
+    set_seed(seed)
+    model = mlp(sizes, **mlp_kwargs)
+    return layer_gradient_norms(model, loss_fn, x, y, hidden_linears(model))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,17 +322,17 @@ class LandscapeProbe:
     multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
     ics: bool = True
     seed: int = 0
-    steps: List[int] = field(default_factory=list)
-    loss: List[float] = field(default_factory=list)
-    loss_range: List[float] = field(default_factory=list)
-    loss_min: List[float] = field(default_factory=list)
-    loss_max: List[float] = field(default_factory=list)
-    grad_predictiveness: List[float] = field(default_factory=list)
-    beta_smoothness: List[float] = field(default_factory=list)
-    grad_norm: List[float] = field(default_factory=list)
-    ics_l2: List[np.ndarray] = field(default_factory=list)
-    ics_cosine: List[np.ndarray] = field(default_factory=list)
-    ics_grad_norm: List[np.ndarray] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    loss_range: list[float] = field(default_factory=list)
+    loss_min: list[float] = field(default_factory=list)
+    loss_max: list[float] = field(default_factory=list)
+    grad_predictiveness: list[float] = field(default_factory=list)
+    beta_smoothness: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    ics_l2: list[np.ndarray] = field(default_factory=list)
+    ics_cosine: list[np.ndarray] = field(default_factory=list)
+    ics_grad_norm: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if int(self.every) != self.every or self.every < 1:
@@ -316,8 +343,8 @@ class LandscapeProbe:
             raise ValueError(f"batch_size must be in [2, {len(self.x)}], got {self.batch_size}")
         self._gen = torch.Generator().manual_seed(int(self.seed))
 
-    def __call__(self, model: nn.Module, step: int, xb: Optional[Tensor] = None,
-                 yb: Optional[Tensor] = None) -> None:
+    def __call__(self, model: nn.Module, step: int, xb: Tensor | None = None,
+                 yb: Tensor | None = None) -> None:
         if step % self.every != 0:
             return
         idx = torch.randperm(len(self.x), generator=self._gen)[: self.batch_size]
@@ -337,7 +364,7 @@ class LandscapeProbe:
             self.ics_cosine.append(r.cosine)
             self.ics_grad_norm.append(r.grad_norm)
 
-    def summary(self) -> Dict[str, float]:
+    def summary(self) -> dict[str, float]:
         """Medians over the probes (robust to the transient first probes)."""
         if not self.steps:
             raise ValueError("nothing recorded yet")
@@ -353,73 +380,12 @@ class LandscapeProbe:
         return out
 
 
-@torch.no_grad()
-def module_outputs(model: nn.Module, modules: Dict[str, nn.Module], x: Tensor) -> Dict[str, np.ndarray]:
-    """Forward outputs of the named ``modules`` on ``x`` in the model's *current* mode.
-
-    Training mode includes activation noise (frozen to one draw); BN buffers and the global RNG are
-    restored, so recording does not perturb training.  Returns name -> ``(N, C)`` array (outputs of
-    more dimensions are flattened to ``(N, -1)``).
-    """
-    captured: Dict[str, Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
-               for name, m in modules.items()]
-    try:
-        with frozen_noise(model), _Restore(model, params=False):  # a forward pass moves only buffers
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [name for name in modules if name not in captured]
-    if missing:
-        raise ValueError(f"modules {missing} did not run in the forward pass: are they part of the model?")
-    return {name: captured[name].detach().reshape(len(x), -1).cpu().numpy().copy() for name in modules}
-
-
-@dataclass(eq=False)
-class ActivationTrace:
-    """Records the training-mode outputs of some modules on one *fixed* batch at chosen steps.
-
-    Use it as (part of) ``train``'s ``step_callback``: ``trace(model, step)`` records when
-    ``step in steps``.  With a fixed batch, the change between consecutive records is the change
-    of the network, not of the data; the per-step noise of noisy BN is included (a fresh draw per
-    record, as in training).  Recording does not perturb training (see :func:`module_outputs`).
-
-    Attributes:
-        modules: name -> module; x: the fixed batch ``(N, ...)``; steps: when to record;
-        units: how many units (the first ones) to keep.
-        recorded_steps: the steps recorded; records: name -> list of ``(N, units)`` arrays.
-    """
-
-    modules: Dict[str, nn.Module] = field(repr=False)
-    x: Tensor = field(repr=False)
-    steps: Sequence[int] = field(repr=False)
-    units: int = 16
-    recorded_steps: List[int] = field(default_factory=list)
-    records: Dict[str, List[np.ndarray]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.modules:
-            raise ValueError("modules is empty")
-        if self.units < 1:
-            raise ValueError(f"units must be >= 1, got {self.units}")
-        self._steps = set(int(s) for s in self.steps)
-        self.records = {name: [] for name in self.modules}
-
-    def __call__(self, model: nn.Module, step: int, xb: Optional[Tensor] = None,
-                 yb: Optional[Tensor] = None) -> None:
-        if step not in self._steps:
-            return
-        for name, out in module_outputs(model, self.modules, self.x).items():
-            self.records[name].append(out[:, : self.units].copy())
-        self.recorded_steps.append(int(step))
-
-
 def activation_drift(records: Sequence[np.ndarray]) -> float:
     """How much a layer's per-unit distribution moves between consecutive records.
 
-    ``records`` is a sequence of ``(N, U)`` arrays (``N`` samples of ``U`` units, e.g.
-    ``LandscapeProbe.activations[name]``).  For each unit and each pair of consecutive records the
+    ``records`` is a sequence of ``(N, U)`` arrays (``N`` samples of ``U`` units), e.g. the
+    ``records[name]`` of a :class:`bncourse.recorders.ActivationRecorder` with a fixed batch and
+    ``reduce=first_units(U)``.  For each unit and each pair of consecutive records the
     change of the batch mean is divided by the unit's pooled within-batch standard deviation; the
     result is the mean of ``|change| / std`` over units and pairs (0 = perfectly stable; for
     records at consecutive steps, the noisy-BN offsets ``mu ~ U(-1/2, 1/2)`` alone give about

@@ -53,7 +53,7 @@ def make_norm(norm: NormSpec, width: int, *, dims: int = 1) -> nn.Module | None:
     if norm == "bn":
         return nn.BatchNorm1d(width) if dims == 1 else nn.BatchNorm2d(width)
     if norm == "bncourse":
-        from bncourse import torch as bt  # imported lazily: the course's own BN (issue 2)
+        from bncourse import torch as bt  # imported lazily: the course's own BN
 
         return bt.BatchNorm1d(width) if dims == 1 else bt.BatchNorm2d(width)
     if norm == "ln":
@@ -61,7 +61,7 @@ def make_norm(norm: NormSpec, width: int, *, dims: int = 1) -> nn.Module | None:
     raise ValueError(f"unknown norm {norm!r}; expected None, 'bn', 'bncourse', 'ln' or a callable width -> Module")
 
 
-def _init_linear(layer: nn.Linear | nn.Conv2d, init: str | float, activation: str) -> None:
+def _init_weights(layer: nn.Linear | nn.Conv2d, init: str | float, activation: str) -> None:
     """Initialize ``layer.weight`` in place (biases, if any, to 0); ``activation`` is the one that follows."""
     if init == "default":
         return
@@ -129,7 +129,7 @@ def mlp(
         has_bias = bias if bias is not None else not (norm_layer is not None and norm_position == "before")
         block = nn.Sequential()
         block.add_module("linear", nn.Linear(fan_in, width, bias=has_bias))
-        _init_linear(block.linear, init, activation)
+        _init_weights(block.linear, init, activation)
         if norm_layer is not None and norm_position == "before":
             block.add_module("norm", norm_layer)
         block.add_module("act", ACTIVATIONS[activation]())
@@ -139,7 +139,7 @@ def mlp(
             block.add_module("dropout", nn.Dropout(dropout))
         model.add_module(f"hidden{i}", block)
     out = nn.Linear(sizes[-2], sizes[-1])
-    _init_linear(out, init, "linear")  # no nonlinearity follows the output layer
+    _init_weights(out, init, "linear")  # no nonlinearity follows the output layer
     model.add_module("out", out)
     return model
 
@@ -153,8 +153,9 @@ def hidden_blocks(model: nn.Module) -> list[nn.Sequential]:
 
 
 def hidden_linears(model: nn.Module) -> list[nn.Module]:
-    """The Linear (or Conv2d) layer of each hidden block, in order."""
-    return [b.linear for b in hidden_blocks(model)]
+    """The weight layer of each hidden block, in order: the ``linear`` of an :func:`mlp` block, the ``conv``
+    of a :func:`small_cnn` block."""
+    return [b.linear if hasattr(b, "linear") else b.conv for b in hidden_blocks(model)]
 
 
 def hidden_preactivations(model: nn.Module) -> list[nn.Module]:
@@ -193,8 +194,8 @@ def small_cnn(
         activation, init, bias: as in :func:`mlp`.
 
     Returns:
-        ``nn.Sequential`` with children ``hidden1 ...`` (children ``linear`` (the Conv2d), [``norm``], ``act``,
-        ``pool``), ``gap`` and ``out``. Input (N, C, H, W) -> logits (N, n_classes).
+        ``nn.Sequential`` with children ``hidden1 ...`` (children ``conv``, [``norm``], ``act``, ``pool``),
+        ``gap`` and ``out``. Input (N, C, H, W) -> logits (N, n_classes).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
@@ -204,8 +205,8 @@ def small_cnn(
         norm_layer = make_norm(norm, c, dims=2)
         has_bias = bias if bias is not None else norm_layer is None
         block = nn.Sequential()
-        block.add_module("linear", nn.Conv2d(c_in, c, kernel_size=3, padding=1, bias=has_bias))
-        _init_linear(block.linear, init, activation)
+        block.add_module("conv", nn.Conv2d(c_in, c, kernel_size=3, padding=1, bias=has_bias))
+        _init_weights(block.conv, init, activation)
         if norm_layer is not None:
             block.add_module("norm", norm_layer)
         block.add_module("act", ACTIVATIONS[activation]())
@@ -214,7 +215,7 @@ def small_cnn(
         c_in = c
     model.add_module("gap", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     out = nn.Linear(c_in, n_classes)
-    _init_linear(out, init, "linear")
+    _init_weights(out, init, "linear")
     model.add_module("out", out)
     return model
 

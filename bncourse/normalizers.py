@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Optional, Tuple
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +59,7 @@ class ActivationNoise(nn.Module):
 
     def __init__(self, num_features: int, n_mu: float = 0.5, n_sigma: float = 1.25,
                  r_mu: float = 0.1, r_sigma: float = 0.1,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         if int(num_features) != num_features or num_features < 1:
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
@@ -71,18 +71,18 @@ class ActivationNoise(nn.Module):
         self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
         self.generator = generator
         self._frozen = False
-        self._cache: Optional[Tuple[Tensor, Tensor]] = None
+        self._cache: tuple[Tensor, Tensor] | None = None
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, n_mu={self.n_mu}, n_sigma={self.n_sigma}, "
                 f"r_mu={self.r_mu}, r_sigma={self.r_sigma}")
 
-    def _uniform(self, shape: Tuple[int, ...], low: Tensor | float, high: Tensor | float,
+    def _uniform(self, shape: tuple[int, ...], low: Tensor | float, high: Tensor | float,
                  like: Tensor) -> Tensor:
         u = torch.rand(shape, generator=self.generator, dtype=like.dtype, device=like.device)
         return low + (high - low) * u
 
-    def sample(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Draw one step's noise for input ``x``: ``(s, m)``, both of ``x``'s shape."""
         c = self.num_features
         unit_shape = (1, c) + (1,) * (x.dim() - 2)
@@ -119,10 +119,10 @@ class NoisyBatchNorm1d(nn.BatchNorm1d):
     Shape: ``(N, C)`` or ``(N, C, L)`` -> same.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *,
                  n_mu: float = 0.5, n_sigma: float = 1.25, r_mu: float = 0.1,
-                 r_sigma: float = 0.1, generator: Optional[torch.Generator] = None) -> None:
+                 r_sigma: float = 0.1, generator: torch.Generator | None = None) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats)
         self.noise = ActivationNoise(num_features, n_mu=n_mu, n_sigma=n_sigma, r_mu=r_mu,
@@ -176,7 +176,7 @@ class LpNorm1d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, p={self.p}, eps={self.eps}, momentum={self.momentum}"
 
-    def batch_stats(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def batch_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-channel ``(mu, d)`` of a batch ``x`` of shape ``(N, C)`` / ``(N, C, L)``; each ``(C,)``."""
         dims = [0] + list(range(2, x.dim()))
         mu = x.mean(dim=dims)

@@ -1,7 +1,8 @@
 """Small detectors for the classic BatchNorm bugs (the "bug clinic" of chapter 4).
 
 Each detector *finds* one bug in a model or a pipeline and leaves the model exactly as it was
-(parameters, running statistics, ``num_batches_tracked`` and train/eval flags are restored):
+(parameters, running statistics, ``num_batches_tracked``, train/eval flags and the global RNG are
+restored by :func:`bncourse.state.preserved`):
 
 * :func:`bias_before_bn` — a Linear/Conv bias feeding straight into a BatchNorm (redundant: the
   batch mean removes it and its gradient is exactly zero);
@@ -15,12 +16,13 @@ Each detector *finds* one bug in a model or a pipeline and leaves the model exac
 """
 from __future__ import annotations
 
-import copy
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
+
+from bncourse.state import is_batchnorm, preserved
 
 __all__ = [
     "is_batchnorm",
@@ -37,23 +39,13 @@ __all__ = [
 _AFFINE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 
 
-def is_batchnorm(module: nn.Module) -> bool:
-    """True for ``torch.nn`` BatchNorm layers and for drop-ins with the same buffers (e.g.
-    ``bncourse.torch.BatchNorm1d``): anything with ``running_mean``/``running_var`` and
-    ``num_features`` whose class name contains ``BatchNorm`` (``FrozenBatchNorm`` included)."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return True
-    return ("BatchNorm" in type(module).__name__ and hasattr(module, "running_mean")
-            and hasattr(module, "num_features"))
-
-
-def _leaves(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+def _leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if next(module.children(), None) is None:
             yield name, module
 
 
-def bias_before_bn(model: nn.Module) -> List[str]:
+def bias_before_bn(model: nn.Module) -> list[str]:
     """Names of affine layers with a bias whose output goes straight into a BatchNorm.
 
     "Straight" means the next leaf module in definition order is a BatchNorm, which is the execution
@@ -71,26 +63,13 @@ def bias_before_bn(model: nn.Module) -> List[str]:
     return found
 
 
-def bn_in_train_mode(model: nn.Module) -> List[str]:
+def bn_in_train_mode(model: nn.Module) -> list[str]:
     """Names of BatchNorm modules that are in training mode (call before predicting)."""
     return [name for name, m in model.named_modules() if is_batchnorm(m) and m.training]
 
 
-def _snapshot(model: nn.Module):
-    state = copy.deepcopy(model.state_dict())
-    modes = {name: m.training for name, m in model.named_modules()}
-    return state, modes
-
-
-def _restore(model: nn.Module, snapshot) -> None:
-    state, modes = snapshot
-    model.load_state_dict(state)
-    for name, m in model.named_modules():
-        m.training = modes[name]
-
-
 def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
-                     others: Optional[torch.Tensor] = None) -> float:
+                     others: torch.Tensor | None = None) -> float:
     """How much sample ``index``'s output changes when the *rest* of its batch changes.
 
     ``x`` is a batch (N, ...) with N >= 2. The model is run, in its current mode, on ``x`` and on a
@@ -113,21 +92,17 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
         if others.shape != x2[mask].shape:
             raise ValueError(f"others must have shape {tuple(x2[mask].shape)}, got {tuple(others.shape)}")
         x2[mask] = others
-    snap = _snapshot(model)
-    try:
-        # Same random stream for both passes, so dropout draws the same masks: only the batch differs.
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            seed = int(torch.randint(0, 2**31 - 1, ()))
-            torch.manual_seed(seed)
-            y1 = model(x)[index]
-            torch.manual_seed(seed)
-            y2 = model(x2)[index]
-    finally:
-        _restore(model, snap)
+    # Same random stream for both passes, so dropout draws the same masks: only the batch differs.
+    with preserved(model), torch.no_grad():
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        torch.manual_seed(seed)
+        y1 = model(x)[index]
+        torch.manual_seed(seed)
+        y2 = model(x2)[index]
     return float((y1 - y2).abs().max())
 
 
-def last_batch_size(num_samples: int, batch_size: int, drop_last: bool = False) -> Optional[int]:
+def last_batch_size(num_samples: int, batch_size: int, drop_last: bool = False) -> int | None:
     """Size of the final batch of an epoch (``None`` if every batch is full or it is dropped).
 
     A result of 1 means BatchNorm will raise ``Expected more than 1 value per channel when
@@ -141,7 +116,7 @@ def last_batch_size(num_samples: int, batch_size: int, drop_last: bool = False) 
     return rest
 
 
-def frozen_bn_stats_moving(model: nn.Module, x: torch.Tensor) -> List[str]:
+def frozen_bn_stats_moving(model: nn.Module, x: torch.Tensor) -> list[str]:
     """BatchNorm modules whose γ and β are frozen but whose running statistics still move.
 
     Runs one forward pass on ``x`` in the model's *current* mode (under ``no_grad``) and reports
@@ -154,15 +129,11 @@ def frozen_bn_stats_moving(model: nn.Module, x: torch.Tensor) -> List[str]:
               if not any(p.requires_grad for p in m.parameters(recurse=False))}
     before = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in frozen.items()
               if getattr(m, "running_mean", None) is not None}
-    snap = _snapshot(model)
-    try:
-        with torch.no_grad():
-            model(x)
+    with preserved(model), torch.no_grad():
+        model(x)
         moved = [name for name, (rm, rv) in before.items()
                  if not (torch.equal(rm, frozen[name].running_mean)
                          and torch.equal(rv, frozen[name].running_var))]
-    finally:
-        _restore(model, snap)
     return moved
 
 

@@ -1,5 +1,6 @@
 """Figures for the chapters: training curves (with seed bands), activation percentiles, BN's graph,
-and small result tables.
+gradient descent on a loss surface, and small result tables (:func:`show_table`, the one table path of
+the chapters).
 
 Every helper draws into ``ax`` (or a new figure), sets a title, axis labels and a legend, and returns the
 Axes, so chapters can combine them with ``plt.subplots``.
@@ -7,14 +8,15 @@ Axes, so chapters can combine them with ``plt.subplots``.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from bncourse.training import History, PercentileRecorder
+from bncourse.recorders import PercentileRecorder
+from bncourse.history import History
 
-__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "show_table", "table_html",
-           "metric_label"]
+__all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "plot_descent", "show_table",
+           "table_html", "metric_label"]
 
 _LABELS = {
     "test_acc": "test accuracy",
@@ -28,7 +30,7 @@ _LABELS = {
 
 
 def metric_label(metric: str) -> str:
-    """Human-readable axis label of a :class:`~bncourse.training.History` metric name."""
+    """Human-readable axis label of a :class:`~bncourse.history.History` metric name."""
     return _LABELS.get(metric, metric.replace("_", " "))
 
 
@@ -64,7 +66,7 @@ def plot_curves(
     """One curve of ``metric`` against training steps per entry of ``runs``.
 
     Args:
-        runs: label -> a :class:`~bncourse.training.History`, or a list of histories (e.g. several seeds): the mean is drawn
+        runs: label -> a :class:`~bncourse.history.History`, or a list of histories (e.g. several seeds): the mean is drawn
             with a band from the minimum to the maximum over the runs.
         metric: a History metric name (``"test_acc"``, ``"val_loss"``, ``"train_loss_per_step"``, ...).
         ax: Matplotlib Axes to draw into (default: a new figure).
@@ -112,7 +114,7 @@ def plot_percentiles(
     """The recorded percentiles (e.g. 15th, 50th, 85th) of one unit against training steps (Ioffe Fig. 1b, c).
 
     Args:
-        recorder: a :class:`~bncourse.training.PercentileRecorder` that has recorded at least one step.
+        recorder: a :class:`~bncourse.recorders.PercentileRecorder` that has recorded at least one step.
         ax, title, ylabel: as in :func:`plot_curves`. color: one colour for all lines (styles differ).
         from_step: omit records before this step (e.g. step 0 of a BN net, whose eval-mode output still
             uses the initial running statistics).
@@ -218,6 +220,47 @@ def plot_bn_graph(ax=None, *, title: str = "Training-mode BN as a computational 
     ax.set_ylim(-1.5, 2.5)
     ax.set_axis_off()
     ax.set_title(title)
+    return ax
+
+
+def plot_descent(ax, problem: LeastSquaresProblem, result: GDResult, title: str, margin: float = 0.3,
+                 equal_aspect: bool = True):
+    """Draw loss contours (log-spaced levels) and the GD path of a 2-feature problem on ``ax``.
+
+    The view covers the path, the origin and ``w_star`` plus ``margin`` of their span; with
+    ``equal_aspect`` both axes get the same scale (a square window), so elongated valleys look
+    elongated. Returns ``ax``.
+    """
+    from bncourse.scaling import least_squares_loss, loss_grid
+
+    path = result.path[np.all(np.isfinite(result.path), axis=1)]
+    pts = np.vstack([path, problem.w_star[None, :], np.zeros((1, 2))])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.maximum(hi - lo, 1e-3)
+    if equal_aspect:
+        centre, half = (lo + hi) / 2, (1 + 2 * margin) * span.max() / 2
+        lo, hi = centre - half, centre + half
+    else:
+        lo, hi = lo - margin * span, hi + margin * span
+    w1, w2 = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
+    Z = loss_grid(problem.X, problem.y, w1, w2)
+    zmin = float(least_squares_loss(problem.X, problem.y, problem.w_star))
+    levels = zmin + np.geomspace(1e-3, 1.0, 12) * max(Z.max() - zmin, 1e-12)
+    ax.contour(w1, w2, Z, levels=levels, cmap="viridis", linewidths=0.8)
+    if result.diverged:
+        steps = "diverged"
+    else:
+        steps = "not converged" if result.steps is None else f"{result.steps} steps"
+    ax.plot(path[:, 0], path[:, 1], ".-", color="tab:red", ms=3, lw=1, label=f"GD path ({steps})")
+    ax.plot(*problem.w_star, "k*", ms=12, label="minimum $w^*$")
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    if equal_aspect:
+        ax.set_aspect("equal")
+    ax.set_xlabel("$w_1$")
+    ax.set_ylabel("$w_2$")
+    ax.set_title(f"{title}\n$\\kappa$ = {result.condition_number:.1f}")
+    ax.legend(loc="best", fontsize=8)
     return ax
 
 

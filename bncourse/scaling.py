@@ -19,12 +19,13 @@ Gradient descent on a 2-feature least-squares problem (chapter 1's contour figur
   whole path and the number of steps until the loss gap fell below a relative tolerance;
 * :func:`condition_number` of the Hessian ``X^T X / n`` -- GD with step ``1 / lambda_max`` needs about
   ``kappa * ln(1 / tol)`` steps, hence the cost of badly scaled features;
-* :func:`gd_explorer` is the pure function behind the chapter's interactive widget.
+* :func:`gd_explorer` is the pure function behind the chapter's interactive widget
+  (its figure: :func:`bncourse.plotting.plot_descent`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +42,6 @@ __all__ = [
     "gradient_descent",
     "loss_grid",
     "gd_explorer",
-    "plot_descent",
 ]
 
 
@@ -129,7 +129,7 @@ class MinMaxScaler(_Scaler):
     Attributes after ``fit``: ``data_min_``, ``data_max_`` (d,).
     """
 
-    def __init__(self, feature_range: Tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(self, feature_range: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__()
         lo, hi = (float(v) for v in feature_range)
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
@@ -256,12 +256,14 @@ def hessian(X: np.ndarray) -> np.ndarray:
     return X.T @ X / X.shape[0]
 
 
+def _kappa(eig: np.ndarray) -> float:
+    """``eig[-1] / eig[0]`` of ascending eigenvalues; ``inf`` when the smallest is 0 up to rounding."""
+    return float(eig[-1] / eig[0]) if eig[0] > eig[-1] * 1e-15 else float("inf")
+
+
 def condition_number(X: np.ndarray) -> float:
     """``lambda_max / lambda_min`` of the Hessian ``X^T X / n``; ``inf`` if it is singular."""
-    eig = np.linalg.eigvalsh(hessian(X))
-    if eig[0] <= eig[-1] * 1e-15:
-        return float("inf")
-    return float(eig[-1] / eig[0])
+    return _kappa(np.linalg.eigvalsh(hessian(X)))
 
 
 @dataclass
@@ -275,7 +277,7 @@ class GDResult:
 
     path: np.ndarray
     losses: np.ndarray
-    steps: Optional[int]
+    steps: int | None
     converged: bool
     diverged: bool
     lr: float
@@ -286,9 +288,9 @@ class GDResult:
 def gradient_descent(
     X: np.ndarray,
     y: np.ndarray,
-    lr: Optional[float] = None,
+    lr: float | None = None,
     lr_factor: float = 1.0,
-    w0: Optional[Sequence[float]] = None,
+    w0: Sequence[float] | None = None,
     tol: float = 1e-6,
     max_steps: int = 100_000,
     record_every: int = 1,
@@ -330,7 +332,7 @@ def gradient_descent(
         raise ValueError("max_steps and record_every must be >= 1")
     H = X.T @ X / n
     eig = np.linalg.eigvalsh(H)
-    kappa = float(eig[-1] / eig[0]) if eig[0] > eig[-1] * 1e-15 else float("inf")
+    kappa = _kappa(eig)
     if lr is None:
         if lr_factor <= 0:
             raise ValueError(f"lr_factor must be positive, got {lr_factor}")
@@ -345,7 +347,7 @@ def gradient_descent(
     loss_star = float(least_squares_loss(X, y, w_star))
     gap0 = float(least_squares_loss(X, y, w)) - loss_star
     path, losses = [w.copy()], [loss_star + gap0]
-    steps: Optional[int] = 0 if gap0 <= 0 else None
+    steps: int | None = 0 if gap0 <= 0 else None
     diverged = False
     t = 0
     while steps is None and t < max_steps:
@@ -386,7 +388,7 @@ def gd_explorer(
     seed: int = 0,
     tol: float = 1e-6,
     max_steps: int = 20_000,
-) -> Tuple[LeastSquaresProblem, GDResult]:
+) -> tuple[LeastSquaresProblem, GDResult]:
     """Pure function behind the chapter-1 widget: one problem, one GD run, no plotting.
 
     ``feature_scale`` is the std of feature 2 (feature 1 has std 1); ``lr_factor`` is the step size
@@ -400,42 +402,3 @@ def gd_explorer(
         problem = problem.standardized()
     result = gradient_descent(problem.X, problem.y, lr_factor=lr_factor, tol=tol, max_steps=max_steps)
     return problem, result
-
-
-def plot_descent(ax, problem: LeastSquaresProblem, result: GDResult, title: str, margin: float = 0.3,
-                 equal_aspect: bool = True):
-    """Draw loss contours (log-spaced levels) and the GD path of a 2-feature problem on ``ax``.
-
-    The view covers the path, the origin and ``w_star`` plus ``margin`` of their span; with
-    ``equal_aspect`` both axes get the same scale (a square window), so elongated valleys look
-    elongated. Returns ``ax``.
-    """
-    path = result.path[np.all(np.isfinite(result.path), axis=1)]
-    pts = np.vstack([path, problem.w_star[None, :], np.zeros((1, 2))])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    span = np.maximum(hi - lo, 1e-3)
-    if equal_aspect:
-        centre, half = (lo + hi) / 2, (1 + 2 * margin) * span.max() / 2
-        lo, hi = centre - half, centre + half
-    else:
-        lo, hi = lo - margin * span, hi + margin * span
-    w1, w2 = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
-    Z = loss_grid(problem.X, problem.y, w1, w2)
-    zmin = float(least_squares_loss(problem.X, problem.y, problem.w_star))
-    levels = zmin + np.geomspace(1e-3, 1.0, 12) * max(Z.max() - zmin, 1e-12)
-    ax.contour(w1, w2, Z, levels=levels, cmap="viridis", linewidths=0.8)
-    if result.diverged:
-        steps = "diverged"
-    else:
-        steps = "not converged" if result.steps is None else f"{result.steps} steps"
-    ax.plot(path[:, 0], path[:, 1], ".-", color="tab:red", ms=3, lw=1, label=f"GD path ({steps})")
-    ax.plot(*problem.w_star, "k*", ms=12, label="minimum $w^*$")
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    if equal_aspect:
-        ax.set_aspect("equal")
-    ax.set_xlabel("$w_1$")
-    ax.set_ylabel("$w_2$")
-    ax.set_title(f"{title}\n$\\kappa$ = {result.condition_number:.1f}")
-    ax.legend(loc="best", fontsize=8)
-    return ax

@@ -18,15 +18,14 @@ classifier; Shimodaira 2000), :func:`adjust_posteriors` (label shift with known 
 shift has no correction without target labels.
 
 For the BatchNorm bridge: :func:`shift_images` (contrast / brightness / gamma / inversion of images
-in ``[0, 1]``), :func:`adabn_evaluate` (for a trained BN model: source accuracy, target accuracy with
-the source's running statistics, target accuracy after recomputing them on unlabeled target inputs --
-AdaBN, Li et al. 2016) and :func:`adabn_experiment` (train one BN MLP, evaluate it under
-:data:`CHAPTER2_SHIFTS`).
+in ``[0, 1]``) and the three shifts of the chapter, :data:`CHAPTER2_SHIFTS`. The AdaBN experiment that
+trains a BN network and re-estimates its statistics under these shifts is torch code and lives in
+:mod:`bncourse.bn_statistics`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -50,9 +49,6 @@ __all__ = [
     "EMResult",
     "em_prior_adjustment",
     "shift_images",
-    "AdaBNResult",
-    "adabn_evaluate",
-    "adabn_experiment",
     "CHAPTER2_SHIFTS",
 ]
 
@@ -83,7 +79,7 @@ def _check_n(**sizes: int) -> None:
             raise ValueError(f"{name} must be an integer >= 2, got {n}")
 
 
-def _check_priors(priors: Sequence[float], name: str, k: Optional[int] = None) -> np.ndarray:
+def _check_priors(priors: Sequence[float], name: str, k: int | None = None) -> np.ndarray:
     p = np.asarray(priors, dtype=np.float64)
     if p.ndim != 1 or p.size < 2:
         raise ValueError(f"{name} must be a 1-D sequence of >= 2 class probabilities, got shape {p.shape}")
@@ -113,8 +109,8 @@ def covariate_shift_data(
     n_source: int = 1000,
     n_target: int = 1000,
     seed: int = 0,
-    source_age: Tuple[float, float] = (35.0, 10.0),
-    target_age: Tuple[float, float] = (55.0, 7.0),
+    source_age: tuple[float, float] = (35.0, 10.0),
+    target_age: tuple[float, float] = (55.0, 7.0),
     noise: float = 0.1,
 ) -> ShiftData:
     """Covariate shift: ages ``x ~ N(mean, std)`` differ, ``y | x`` does not.
@@ -136,7 +132,7 @@ def covariate_shift_data(
 
 
 def gaussian_density_ratio(
-    x: np.ndarray, source: Tuple[float, float], target: Tuple[float, float]
+    x: np.ndarray, source: tuple[float, float], target: tuple[float, float]
 ) -> np.ndarray:
     """Exact ``p_target(x) / p_source(x)`` for 1-D Gaussians given as ``(mean, std)``; (n,) or (n, 1) -> (n,)."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
@@ -168,7 +164,7 @@ def label_shift_data(
     pt = _check_priors(target_priors, "target_priors", k)
     rng = np.random.default_rng(seed)
 
-    def draw(n: int, priors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def draw(n: int, priors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = rng.choice(k, size=n, p=priors)
         x = LABEL_SHIFT_MEANS[y] + LABEL_SHIFT_STD * rng.standard_normal((n, 2))
         return x, y.astype(np.int64)
@@ -228,7 +224,7 @@ def _as_samples(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _source_target(x_source: np.ndarray, x_target: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _source_target(x_source: np.ndarray, x_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xs = _as_samples(x_source, "x_source")
     xt = _as_samples(x_target, "x_target")
     if xs.shape[1] != xt.shape[1]:
@@ -284,7 +280,7 @@ def importance_weights(
     x_target: np.ndarray,
     degree: int = 2,
     C: float = 1.0,
-    clip: Optional[float] = None,
+    clip: float | None = None,
 ) -> np.ndarray:
     """Importance weights ``w(x) = p_target(x) / p_source(x)`` of the source inputs, (n_s,).
 
@@ -350,7 +346,7 @@ def _mmd2_from_kernel(K: np.ndarray, n: int) -> float:
     return float(sxx + syy - 2 * kxy.mean())
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: Optional[float] = None) -> float:
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
     """Unbiased estimate of ``MMD^2`` between samples ``x`` (n, d) and ``y`` (m, d), Gaussian kernel.
 
     ``k(a, b) = exp(-||a - b||^2 / (2 h^2))``; ``h`` defaults to the median pairwise distance of the
@@ -368,7 +364,7 @@ def mmd_permutation_test(
     x: np.ndarray,
     y: np.ndarray,
     n_permutations: int = 200,
-    bandwidth: Optional[float] = None,
+    bandwidth: float | None = None,
     seed: int = 0,
 ) -> MMDResult:
     """Two-sample test of ``p_x = p_y`` with the unbiased MMD^2 statistic and a permutation null.
@@ -463,7 +459,7 @@ def em_prior_adjustment(
 
 
 # ----------------------------------------------------------------------------------------------
-# Images: an input shift and the AdaBN experiment
+# Images: input shifts
 # ----------------------------------------------------------------------------------------------
 
 def shift_images(
@@ -500,79 +496,9 @@ def shift_images(
     return out.astype(np.float32, copy=False)
 
 
-@dataclass(frozen=True)
-class AdaBNResult:
-    """Accuracies of one BN network: on the ``source`` test images, on the shifted (target) test
-    images with the source running statistics (``stale``), and after recomputing the running
-    statistics on unlabeled target images (``adabn``)."""
-
-    source: float
-    stale: float
-    adabn: float
-
-    def __repr__(self) -> str:
-        return f"AdaBNResult(source={self.source:.3f}, stale={self.stale:.3f}, adabn={self.adabn:.3f})"
-
-
-def adabn_evaluate(model, data, *, n_adapt: int = 5000, n_eval: int = 5000, **shift) -> AdaBNResult:
-    """Evaluate a trained BN ``model`` on source and shifted test images, before and after AdaBN.
-
-    ``data`` is a ``bncourse.data.ImageData`` with flat images (n, H*W); ``shift`` are the keyword
-    arguments of :func:`shift_images`. Test images: the first ``n_eval`` of ``data.x_test`` (and
-    their shifted copies). AdaBN re-estimates every BN layer's running statistics
-    (``bncourse.training.recompute_bn_statistics``) on the first ``n_adapt`` shifted *validation*
-    images (labels unused; images the evaluation never sees) in a copy of ``model``.
-    """
-    import copy
-
-    from bncourse.training import evaluate, recompute_bn_statistics
-
-    if n_adapt < 2 or n_eval < 1:
-        raise ValueError("n_adapt must be >= 2 and n_eval >= 1")
-    x_eval, y_eval = data.x_test[:n_eval], data.y_test[:n_eval]
-    x_eval_target = shift_images(x_eval, **shift)
-    x_adapt_target = shift_images(data.x_val[:n_adapt], **shift)
-    source_acc = evaluate(model, x_eval, y_eval)[1]
-    stale_acc = evaluate(model, x_eval_target, y_eval)[1]
-    adapted = copy.deepcopy(model)
-    recompute_bn_statistics(adapted, x_adapt_target, batch_size=min(200, len(x_adapt_target)))
-    return AdaBNResult(source_acc, stale_acc, evaluate(adapted, x_eval_target, y_eval)[1])
-
-
 #: The three image shifts of chapter 2 -- affine (AdaBN repairs it), non-linear (partly), inversion (not).
 CHAPTER2_SHIFTS = {
     "contrast 0.5, brightness +0.3": dict(contrast=0.5, brightness=0.3),
     "gamma 3 (darker mid-tones)": dict(gamma=3.0),
     "inverted": dict(invert=True),
 }
-
-
-def adabn_experiment(
-    data,
-    shifts: Optional[dict] = None,
-    *,
-    hidden: Sequence[int] = (100, 100),
-    steps: int = 1000,
-    batch_size: int = 60,
-    lr: float = 0.1,
-    seed: int = 0,
-    n_adapt: int = 5000,
-    n_eval: int = 5000,
-) -> dict:
-    """Train one BN MLP on the source images, then :func:`adabn_evaluate` it under each shift.
-
-    The model is ``mlp([H*W, *hidden, n_classes], activation="relu", norm="bn")`` (He init, seeded
-    with ``seed``), trained with SGD by ``bncourse.training.train``. ``shifts`` maps a name to
-    :func:`shift_images` keyword arguments (default :data:`CHAPTER2_SHIFTS`). Returns
-    ``{name: AdaBNResult}``.
-    """
-    from bncourse.models import mlp
-    from bncourse.training import set_seed, train
-
-    if data.x_train.ndim != 2:
-        raise ValueError(f"adabn_experiment needs flat images (n, H*W); got x_train of shape {data.x_train.shape}")
-    shifts = CHAPTER2_SHIFTS if shifts is None else shifts
-    set_seed(seed)
-    model = mlp([data.x_train.shape[1], *hidden, data.n_classes], activation="relu", norm="bn")
-    train(model, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False)
-    return {name: adabn_evaluate(model, data, n_adapt=n_adapt, n_eval=n_eval, **kw) for name, kw in shifts.items()}

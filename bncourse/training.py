@@ -4,57 +4,50 @@ Typical use::
 
     data = load_images()                                   # Fashion-MNIST (or digits)
     model = mlp([784, 100, 100, 100, 10], activation="sigmoid", norm="bn", init=0.1)
-    rec = PercentileRecorder(hidden_preactivations(model)[-1], unit=0)
+    rec = PercentileRecorder(hidden_preactivations(model)[-1], unit=0)   # bncourse.recorders
     hist = train(model, data, steps=3000, lr=0.1, batch_size=60, eval_every=250, hooks=[rec])
     hist.metric("test_acc")        # -> (steps, values)
     hist.steps_to("test_acc", 0.8) # first evaluated step with test accuracy >= 0.8
 
 Everything random (initialization is the caller's, but batch order, dropout, noise) is driven by ``seed``: the
 same seed gives the same history, bit for bit, on the same machine and thread count.
+
+:func:`train` is assembled from three parts that can be used alone: :func:`make_optimizer` (the optimizer),
+:func:`epoch_batches` (the order of the mini-batches) and :class:`Evaluation` (what is measured at an
+evaluation point, hooks included).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from bncourse.data import ImageData
+from bncourse.history import History
+from bncourse.progress import ProgressBar
+from bncourse.recorders import Hook
+from bncourse.state import as_model_input, preserved
 
 __all__ = [
     "set_seed",
     "evaluate",
     "train",
-    "History",
-    "Hook",
-    "ActivationRecorder",
-    "PercentileRecorder",
-    "recompute_bn_statistics",
+    "make_optimizer",
+    "epoch_batches",
+    "Evaluation",
     "as_tensor_pair",
 ]
 
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[nn.Module, int, torch.Tensor, torch.Tensor], None]
+
 ArrayLike = np.ndarray | torch.Tensor
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    """Floating dtype of the model's first floating parameter or buffer (float32 if none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if torch.is_floating_point(t):
-            return t.dtype
-    return torch.float32
-
-
-def _as_input(x: ArrayLike, model: nn.Module) -> torch.Tensor:
-    """``x`` as a tensor of the model's floating dtype (float32 data stays float32 for float32 models)."""
-    t = torch.as_tensor(x)
-    dtype = _model_dtype(model)
-    return t if t.dtype == dtype else t.to(dtype)
 
 
 def set_seed(seed: int) -> None:
@@ -84,7 +77,7 @@ def as_tensor_pair(x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tens
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 2000,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``(x, y)``, in eval mode under ``torch.no_grad()``.
 
@@ -95,241 +88,144 @@ def evaluate(
         loss_fn: ``(logits, y) -> mean loss``; default cross-entropy.
 
     Returns:
-        ``(loss, accuracy)`` as Python floats. The model's train/eval mode is restored afterwards.
+        ``(loss, accuracy)`` as Python floats. The train/eval modes of the model are restored afterwards.
     """
     xt, yt = as_tensor_pair(x, y)
-    xt = _as_input(xt, model)
+    xt = as_model_input(xt, model)
     if len(xt) == 0:
         raise ValueError("evaluate: empty data set")
     loss_fn = loss_fn or nn.functional.cross_entropy
-    was_training = model.training
-    model.eval()
-    try:
-        total_loss, correct = 0.0, 0
+    total_loss, correct = 0.0, 0
+    with preserved(model, params=False, buffers=False, rng=False):
+        model.eval()
         for i in range(0, len(xt), batch_size):
             logits = model(xt[i : i + batch_size])
             yb = yt[i : i + batch_size]
             total_loss += float(loss_fn(logits, yb)) * len(yb)
             correct += int((logits.argmax(dim=1) == yb).sum())
-    finally:
-        model.train(was_training)
     return total_loss / len(xt), correct / len(xt)
 
 
 # --------------------------------------------------------------------------------------------------
-# History
+# The parts of the training loop: optimizer, mini-batches, evaluation
 # --------------------------------------------------------------------------------------------------
+
+
+def make_optimizer(model: nn.Module, optimizer: str | torch.optim.Optimizer = "sgd", *, lr: float = 0.1,
+                   sgd_momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer over ``model.parameters()``: ``"sgd"`` (``torch.optim.SGD`` with momentum
+    ``sgd_momentum`` -- the optimizer's, not BatchNorm's), ``"adam"``, or an already constructed optimizer
+    (returned as it is)."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=sgd_momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd', 'adam' or a torch.optim.Optimizer")
+
+
+def epoch_batches(n: int, batch_size: int, total: int, generator: torch.Generator) -> Iterator[list[torch.Tensor]]:
+    """The mini-batches of a run of ``total`` steps over ``n`` samples, epoch by epoch.
+
+    Each epoch draws a fresh permutation from ``generator`` and yields the list of its index tensors,
+    each of shape (batch_size,): ``n // batch_size`` of them (the last incomplete batch is dropped, so BN
+    never sees a batch of one), fewer in the last epoch when ``total`` ends it early.
+    """
+    per_epoch = n // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"batch_size={batch_size} must be in [1, {n}] (number of training samples)")
+    done = 0
+    while done < total:
+        perm = torch.randperm(n, generator=generator)
+        k = min(per_epoch, total - done)
+        yield [perm[b * batch_size : (b + 1) * batch_size] for b in range(k)]
+        done += k
 
 
 @dataclass
-class History:
-    """What :func:`train` recorded.
+class _Split:
+    """Training tensors and the evaluation split, ``x_eval``/``y_eval`` ``None`` when there is none."""
 
-    Attributes:
-        steps: training steps done (1..n), one per entry of ``train_loss``.
-        train_loss: mini-batch loss at each step (before that step's update), float.
-        evals: one dict per evaluation point: ``{"step": s, "train_loss", "train_acc", "<eval>_loss",
-            "<eval>_acc"}`` with ``<eval>`` = ``"test"`` or ``"val"`` (``train_*`` on a fixed training subset,
-            all in eval mode). Step 0 is the untrained model.
-        epochs: with ``epochs=`` training, one dict per epoch: ``{"epoch", "step", "train_loss", "train_acc"``
-            (means over the epoch's mini-batches, train mode), ``"<eval>_loss", "<eval>_acc"}``.
-        diverged: the loss became non-finite (NaN / inf); training stopped at ``diverged_at``.
-        config: the arguments of the run (lr, batch_size, seed, ...).
-    """
-
-    steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    evals: list[dict[str, float]] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    diverged: bool = False
-    diverged_at: int | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def metric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(steps, values)`` of one evaluated metric, e.g. ``"test_acc"``; ``"train_loss_per_step"`` gives
-        the per-step mini-batch losses."""
-        if name == "train_loss_per_step":
-            return np.asarray(self.steps), np.asarray(self.train_loss)
-        if not self.evals:
-            raise KeyError(f"no evaluations recorded (pass eval_every= to train); cannot get {name!r}")
-        if name not in self.evals[0]:
-            raise KeyError(f"unknown metric {name!r}; recorded: {sorted(self.evals[0])}")
-        return (np.asarray([e["step"] for e in self.evals]),
-                np.asarray([e[name] for e in self.evals], dtype=float))
-
-    def steps_to(self, metric: str, threshold: float, *, mode: str = "max") -> int | None:
-        """First evaluated step at which ``metric >= threshold`` (``mode="max"``, for accuracies) or
-        ``<= threshold`` (``mode="min"``, for losses); ``None`` if never reached."""
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        steps, values = self.metric(metric)
-        hit = values >= threshold if mode == "max" else values <= threshold
-        idx = np.flatnonzero(hit)
-        return int(steps[idx[0]]) if len(idx) else None
-
-    def final(self, metric: str) -> float:
-        """Value of ``metric`` at the last evaluation."""
-        return float(self.metric(metric)[1][-1])
-
-    def best(self, metric: str, *, mode: str = "max") -> float:
-        """Best value of ``metric`` over the evaluations (max, or min with ``mode="min"``)."""
-        values = self.metric(metric)[1]
-        return float(np.nanmax(values) if mode == "max" else np.nanmin(values))
-
-    def epoch_table(self) -> str:
-        """The per-epoch summaries as a plain-text table (one line per epoch)."""
-        if not self.epochs:
-            return "(no epoch summaries: train with epochs=...)"
-        keys = list(self.epochs[0])
-        lines = ["  ".join(f"{k:>10}" for k in keys)]
-        for e in self.epochs:
-            lines.append("  ".join(f"{e[k]:>10.4f}" if isinstance(e[k], float) else f"{e[k]:>10}" for k in keys))
-        return "\n".join(lines)
+    x: torch.Tensor
+    y: torch.Tensor
+    x_eval: torch.Tensor | None
+    y_eval: torch.Tensor | None
+    eval_name: str
 
 
-# --------------------------------------------------------------------------------------------------
-# Hooks
-# --------------------------------------------------------------------------------------------------
-
-
-class Hook(Protocol):
-    """What :func:`train` calls at each evaluation point: ``hook(model, step, x_eval)``.
-
-    ``model`` is in eval mode, gradients are off, ``x_eval`` is the evaluation subset (a tensor).
-    """
-
-    def __call__(self, model: nn.Module, step: int, x_eval: torch.Tensor) -> None: ...
-
-
-class ActivationRecorder:
-    """Records a summary of one module's forward output at each evaluation point.
-
-    Args:
-        module: the module to watch (e.g. an entry of ``bncourse.models.hidden_preactivations(model)``).
-        reduce: ``output tensor (N, C, ...) -> np.ndarray or float``; default: the whole output as a NumPy
-            array (memory grows with every record — pass a reduction for long runs).
-
-    Attributes:
-        steps: the steps recorded; values: the reductions, in the same order.
-
-    Use it as a :func:`train` hook, or directly: ``rec.record(model, x, step=0)``.
-    """
-
-    def __init__(self, module: nn.Module, reduce: Callable[[torch.Tensor], Any] | None = None):
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-        self.module = module
-        self.reduce = reduce or (lambda out: out.detach().cpu().numpy().copy())
-        self.steps: list[int] = []
-        self.values: list[Any] = []
-
-    @torch.no_grad()
-    def record(self, model: nn.Module, x: ArrayLike, step: int, *, train_mode: bool = False) -> Any:
-        """Run ``model(x)`` (eval mode unless ``train_mode``; mode restored; no BN buffer update in eval
-        mode) and store ``reduce(module output)`` for ``step``. Returns the stored value."""
-        captured: list[torch.Tensor] = []
-        handle = self.module.register_forward_hook(lambda _m, _inp, out: captured.append(out))
-        was_training = model.training
-        model.train(train_mode)
-        try:
-            model(_as_input(x, model))
-        finally:
-            handle.remove()
-            model.train(was_training)
-        if len(captured) != 1:
-            raise RuntimeError(f"the watched module ran {len(captured)} times in one forward pass (expected 1): "
-                               "is it part of this model?")
-        value = self.reduce(captured[0])
-        self.steps.append(int(step))
-        self.values.append(value)
-        return value
-
-    def __call__(self, model: nn.Module, step: int, x_eval: torch.Tensor) -> None:
-        self.record(model, x_eval, step)
-
-
-class PercentileRecorder(ActivationRecorder):
-    """Percentiles of one unit's values (e.g. the input of a sigmoid) over the evaluation batch — Ioffe &
-    Szegedy Fig. 1(b, c).
-
-    Args:
-        module: module whose output is watched (``hidden_preactivations(model)[-1]`` = last hidden layer).
-        unit: which feature (column / channel) to follow.
-        q: percentiles in [0, 100], computed like ``np.percentile`` (linear interpolation) over the batch
-            (and spatial positions, for (N, C, H, W) outputs).
-
-    Attributes:
-        steps: list of steps; ``percentiles``: array (n_records, len(q)).
-    """
-
-    def __init__(self, module: nn.Module, unit: int = 0, q: Sequence[float] = (15, 50, 85)):
-        self.unit = int(unit)
-        self.q = tuple(float(v) for v in q)
-        if not all(0 <= v <= 100 for v in self.q):
-            raise ValueError(f"percentiles must lie in [0, 100], got {self.q}")
-        super().__init__(module, reduce=self._percentiles)
-
-    def _percentiles(self, out: torch.Tensor) -> np.ndarray:
-        if out.ndim < 2 or not 0 <= self.unit < out.shape[1]:
-            raise IndexError(f"unit {self.unit} out of range for output of shape {tuple(out.shape)}")
-        values = out[:, self.unit].detach().reshape(-1).double().cpu().numpy()
-        return np.percentile(values, self.q)
-
-    @property
-    def percentiles(self) -> np.ndarray:
-        """(n_records, len(q)) array of the recorded percentiles."""
-        return np.asarray(self.values, dtype=float).reshape(len(self.values), len(self.q))
-
-    def spread(self, low: int = 0, high: int = -1) -> np.ndarray:
-        """Distance between two recorded percentiles (default: first and last of ``q``) at each record."""
-        p = self.percentiles
-        return p[:, high] - p[:, low]
-
-
-# --------------------------------------------------------------------------------------------------
-# Training loop
-# --------------------------------------------------------------------------------------------------
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is installed with Jupyter
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _progress_wanted(progress: bool | None) -> bool:
-    """``None`` = auto: a bar only in a Jupyter kernel, and never when ``CI`` is set or
-    ``BNCOURSE_PROGRESS=0``."""
-    if progress is not None:
-        return bool(progress)
-    if os.environ.get("CI") or os.environ.get("BNCOURSE_PROGRESS", "").lower() in ("0", "false", "off", "no"):
-        return False
-    return _in_notebook()
-
-
-def _unpack(data: ImageData | tuple, eval_on: str, eval_data: tuple | None) -> tuple:
-    """-> (x_train, y_train, x_eval, y_eval or None, eval_name) as tensors."""
+def _split(data: ImageData | tuple, eval_on: str, eval_data: tuple | None) -> _Split:
+    """The training pair and the evaluation pair of ``data`` / ``eval_data`` as tensors."""
     if isinstance(data, ImageData):
-        xtr, ytr = as_tensor_pair(data.x_train, data.y_train)
+        x, y = as_tensor_pair(data.x_train, data.y_train)
         if eval_data is None:
             if eval_on not in ("test", "val"):
                 raise ValueError(f"eval_on must be 'test' or 'val', got {eval_on!r}")
             ex, ey = (data.x_test, data.y_test) if eval_on == "test" else (data.x_val, data.y_val)
             if len(ex) == 0:
                 raise ValueError(f"eval_on={eval_on!r} but the data has no {eval_on} images")
-            xe, ye = as_tensor_pair(ex, ey)
-            return xtr, ytr, xe, ye, eval_on
+            return _Split(x, y, *as_tensor_pair(ex, ey), eval_on)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        xtr, ytr = as_tensor_pair(*data)
+        x, y = as_tensor_pair(*data)
     else:
         raise TypeError("data must be an ImageData or a pair (x, y) of arrays/tensors")
     if eval_data is not None:
-        xe, ye = as_tensor_pair(*eval_data)
-        return xtr, ytr, xe, ye, eval_on
-    return xtr, ytr, None, None, eval_on
+        return _Split(x, y, *as_tensor_pair(*eval_data), eval_on)
+    return _Split(x, y, None, None, eval_on)
+
+
+@dataclass
+class Evaluation:
+    """What :func:`train` measures at an evaluation point, on fixed data (all in eval mode, no grad).
+
+    Attributes:
+        model: the network; loss_fn: ``(logits, y) -> mean loss``.
+        x_train, y_train: a fixed subset of the training set (metrics ``train_loss``, ``train_acc``).
+        x_eval, y_eval: the evaluation split or ``None`` (metrics ``<eval_name>_loss``, ``<eval_name>_acc``).
+        hooks: called ``hook(model, step, x)`` after the metrics, ``x`` the evaluation inputs (or the
+            training subset when there is no evaluation split).
+    """
+
+    model: nn.Module
+    loss_fn: LossFn
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_eval: torch.Tensor | None = None
+    y_eval: torch.Tensor | None = None
+    eval_name: str = "test"
+    hooks: list[Hook] = field(default_factory=list)
+
+    def split_metrics(self) -> dict[str, float]:
+        """``{"<eval_name>_loss", "<eval_name>_acc"}`` on the evaluation split (empty without one)."""
+        if self.x_eval is None:
+            return {}
+        loss, acc = evaluate(self.model, self.x_eval, self.y_eval, loss_fn=self.loss_fn)
+        return {f"{self.eval_name}_loss": loss, f"{self.eval_name}_acc": acc}
+
+    def __call__(self, step: int) -> dict[str, float]:
+        """The evaluation record of ``step``: training-subset and split metrics; then runs the hooks."""
+        record: dict[str, float] = {"step": step}
+        record["train_loss"], record["train_acc"] = evaluate(self.model, self.x_train, self.y_train,
+                                                             loss_fn=self.loss_fn)
+        record.update(self.split_metrics())
+        if self.hooks:
+            x_hook = self.x_eval if self.x_eval is not None else self.x_train
+            with preserved(self.model, params=False, buffers=False, rng=False), torch.no_grad():
+                self.model.eval()
+                for hook in self.hooks:
+                    hook(self.model, step, x_hook)
+        return record
+
+
+def _callbacks(step_callback: StepCallback | Iterable[StepCallback] | None) -> list[StepCallback]:
+    if step_callback is None:
+        return []
+    return [step_callback] if callable(step_callback) else list(step_callback)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training loop
+# --------------------------------------------------------------------------------------------------
 
 
 def train(
@@ -341,7 +237,7 @@ def train(
     batch_size: int = 60,
     lr: float = 0.1,
     optimizer: str | torch.optim.Optimizer = "sgd",
-    momentum: float = 0.0,
+    sgd_momentum: float = 0.0,
     weight_decay: float = 0.0,
     seed: int = 0,
     eval_every: int | None = None,
@@ -350,20 +246,21 @@ def train(
     eval_data: tuple[ArrayLike, ArrayLike] | None = None,
     hooks: Iterable[Hook] = (),
     progress: bool | None = None,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
     stop_on_nonfinite: bool = True,
-    step_callback: Callable[[nn.Module, int, torch.Tensor, torch.Tensor], None] | None = None,
+    step_callback: StepCallback | Iterable[StepCallback] | None = None,
 ) -> History:
-    """Train ``model`` with mini-batch SGD (or Adam) and record a :class:`History`.
+    """Train ``model`` with mini-batch SGD (or Adam) and record a :class:`~bncourse.history.History`.
 
     Args:
         model: any ``nn.Module`` mapping a batch of inputs to logits (N, n_classes). Modified in place.
         data: an :class:`~bncourse.data.ImageData` or a pair ``(x, y)`` (arrays or tensors).
         steps / epochs: how long to train; exactly one of them. An epoch is ``n // batch_size`` mini-batches
-            of a fresh random permutation (the last incomplete batch is dropped, so BN never sees a batch of
-            one); ``steps`` runs through as many epochs as needed.
-        batch_size: samples per mini-batch. lr, momentum, weight_decay: optimizer settings.
-        optimizer: ``"sgd"`` (``torch.optim.SGD``), ``"adam"`` or an already constructed optimizer.
+            of a fresh random permutation (:func:`epoch_batches`); ``steps`` runs through as many epochs as
+            needed.
+        batch_size: samples per mini-batch.
+        lr, sgd_momentum, weight_decay, optimizer: see :func:`make_optimizer`. ``sgd_momentum`` is the
+            optimizer's momentum; BatchNorm's ``momentum`` is a property of the BN layers.
         seed: seeds batch order and any randomness in the forward pass (dropout, noise layers); the model's
             initialization is done by the caller (call :func:`set_seed` before building it).
         eval_every: evaluate every this many steps (and at step 0 and at the end); ``None`` = only with
@@ -373,217 +270,104 @@ def train(
             the same size of the training set (``None`` = all).
         eval_data: ``(x, y)`` evaluation set to use instead (e.g. with raw ``(x, y)`` training data); its
             metrics are named after ``eval_on``.
-        hooks: callables ``hook(model, step, x_eval)`` run at each evaluation point (model in eval mode,
-            no grad), e.g. :class:`PercentileRecorder`.
+        hooks: called ``hook(model, step, x_eval)`` at each evaluation point (model in eval mode, no grad),
+            e.g. a :class:`~bncourse.recorders.PercentileRecorder`.
         progress: tqdm bar (``tqdm.auto``: a widget in Jupyter); ``None`` = auto (only in a Jupyter kernel,
             off when the ``CI`` environment variable is set or ``BNCOURSE_PROGRESS=0``).
         loss_fn: ``(logits, y) -> mean loss``; default cross-entropy.
         stop_on_nonfinite: stop (``history.diverged = True``) when the loss becomes NaN/inf instead of
             continuing; with ``False`` training continues and the flag is still set.
-        step_callback: ``f(model, step, xb, yb)`` called after each optimizer step (for custom measurements).
+        step_callback: ``f(model, step, xb, yb)``, or a list of them, called after each optimizer step (for
+            custom measurements, e.g. a :class:`~bncourse.landscape.LandscapeProbe` or a recorder).
 
     Returns:
-        The :class:`History`. The model is left in train mode.
+        The :class:`~bncourse.history.History`. The model is left in train mode; the global torch RNG is as before the call.
     """
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
-    xtr, ytr, xev, yev, eval_name = _unpack(data, eval_on, eval_data)
-    xtr = _as_input(xtr, model)
-    xev = _as_input(xev, model) if xev is not None else None
-    n = len(xtr)
+    split = _split(data, eval_on, eval_data)
+    x, y = as_model_input(split.x, model), split.y
+    n = len(x)
     if batch_size < 1 or batch_size > n:
         raise ValueError(f"batch_size={batch_size} must be in [1, {n}] (number of training samples)")
-    per_epoch = n // batch_size
-    total = int(steps) if steps is not None else int(epochs) * per_epoch
+    total = int(steps) if steps is not None else int(epochs) * (n // batch_size)
     if total < 0:
         raise ValueError(f"steps/epochs must be >= 0, got {steps if steps is not None else epochs}")
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 or None, got {eval_every}")
     loss_fn = loss_fn or nn.functional.cross_entropy
-    hooks = list(hooks)
-
-    if isinstance(optimizer, torch.optim.Optimizer):
-        opt = optimizer
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd', 'adam' or a torch.optim.Optimizer")
-
+    callbacks = _callbacks(step_callback)
+    opt = make_optimizer(model, optimizer, lr=lr, sgd_momentum=sgd_momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    # fixed evaluation subsets
-    if xev is not None and eval_subset is not None:
-        xev, yev = xev[:eval_subset], yev[:eval_subset]
-    tr_idx = torch.randperm(n, generator=gen)[: eval_subset if eval_subset is not None else n].sort().values
-    xtr_eval, ytr_eval = xtr[tr_idx], ytr[tr_idx]
-
+    evaluation = _evaluation(model, loss_fn, x, y, split, eval_subset, gen, list(hooks))
     history = History(config=dict(steps=total, epochs=epochs, batch_size=batch_size, lr=lr,
                                   optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
-                                  momentum=momentum, weight_decay=weight_decay, seed=seed, eval_every=eval_every,
-                                  eval_on=eval_name, eval_subset=eval_subset))
-
-    def do_eval(step: int) -> dict[str, float]:
-        rec: dict[str, float] = {"step": step}
-        rec["train_loss"], rec["train_acc"] = evaluate(model, xtr_eval, ytr_eval, loss_fn=loss_fn)
-        if xev is not None:
-            rec[f"{eval_name}_loss"], rec[f"{eval_name}_acc"] = evaluate(model, xev, yev, loss_fn=loss_fn)
-            x_hook = xev
-        else:
-            x_hook = xtr_eval
-        if hooks:
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    for hook in hooks:
-                        hook(model, step, x_hook)
-            finally:
-                model.train(was_training)
-        return rec
-
-    bar = None
-    if _progress_wanted(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="training", leave=False)
-
-    # Seed the global RNG too (dropout / noise layers draw from it), restoring the caller's state afterwards.
-    rng_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    model.train()
-    try:
-        if eval_every is not None:
-            history.evals.append(do_eval(0))
-        step = 0
-        epoch = 0
-        while step < total:
-            perm = torch.randperm(n, generator=gen)
-            epoch += 1
-            ep_loss, ep_correct, ep_seen = 0.0, 0, 0
-            for b in range(per_epoch):
-                if step >= total:
-                    break
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                xb, yb = xtr[idx], ytr[idx]
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
-                loss_value = loss.detach().item()
-                step += 1
-                history.steps.append(step)
-                history.train_loss.append(loss_value)
-                if not math.isfinite(loss_value):
-                    history.diverged = True
-                    if history.diverged_at is None:
-                        history.diverged_at = step
-                    if stop_on_nonfinite:
+                                  sgd_momentum=sgd_momentum, weight_decay=weight_decay, seed=seed,
+                                  eval_every=eval_every, eval_on=split.eval_name, eval_subset=eval_subset))
+    bar = ProgressBar(progress, total)
+    # The global RNG drives dropout / noise layers: seed it for the run, give the caller's state back after.
+    with preserved(model, params=False, buffers=False, modes=False):
+        torch.manual_seed(seed)
+        model.train()
+        try:
+            if eval_every is not None:
+                history.evals.append(evaluation(0))
+            step = 0
+            for epoch, batches in enumerate(epoch_batches(n, batch_size, total, gen), start=1):
+                ep_loss, ep_correct, ep_seen = 0.0, 0, 0
+                for idx in batches:
+                    xb, yb = x[idx], y[idx]
+                    step += 1
+                    loss_value, logits = _step(model, opt, loss_fn, xb, yb, history, step, stop_on_nonfinite)
+                    if logits is None:
                         break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if step_callback is not None:
-                    step_callback(model, step, xb, yb)
-                ep_loss += loss_value * len(yb)
-                ep_correct += int((logits.detach().argmax(1) == yb).sum())
-                ep_seen += len(yb)
-                if bar is not None:
-                    bar.update(1)
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{loss_value:.3f}")
-                if eval_every is not None and (step % eval_every == 0 or step == total):
-                    history.evals.append(do_eval(step))
-            if history.diverged and stop_on_nonfinite:
-                break
-            if epochs is not None and ep_seen == per_epoch * batch_size:
-                summary: dict[str, float] = {"epoch": epoch, "step": step, "train_loss": ep_loss / ep_seen,
-                                             "train_acc": ep_correct / ep_seen}
-                if xev is not None:
-                    summary[f"{eval_name}_loss"], summary[f"{eval_name}_acc"] = evaluate(model, xev, yev,
-                                                                                         loss_fn=loss_fn)
-                history.epochs.append(summary)
-    finally:
-        torch.set_rng_state(rng_state)
-        if bar is not None:
+                    for callback in callbacks:
+                        callback(model, step, xb, yb)
+                    ep_loss += loss_value * len(yb)
+                    ep_correct += int((logits.argmax(1) == yb).sum())
+                    ep_seen += len(yb)
+                    bar.update(step, loss_value)
+                    if eval_every is not None and (step % eval_every == 0 or step == total):
+                        history.evals.append(evaluation(step))
+                if history.diverged and stop_on_nonfinite:
+                    break
+                if epochs is not None and ep_seen == (n // batch_size) * batch_size:
+                    history.epochs.append({"epoch": epoch, "step": step, "train_loss": ep_loss / ep_seen,
+                                           "train_acc": ep_correct / ep_seen, **evaluation.split_metrics()})
+        finally:
             bar.close()
     return history
 
 
-# --------------------------------------------------------------------------------------------------
-# Re-estimating BN statistics (PreciseBN / AdaBN)
-# --------------------------------------------------------------------------------------------------
+def _evaluation(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, split: _Split,
+                eval_subset: int | None, gen: torch.Generator, hooks: list[Hook]) -> Evaluation:
+    """The :class:`Evaluation` of a run: the first ``eval_subset`` evaluation samples and a random training
+    subset of the same size (drawn from ``gen``, sorted, fixed for the run)."""
+    x_eval = as_model_input(split.x_eval, model) if split.x_eval is not None else None
+    y_eval = split.y_eval
+    if x_eval is not None and eval_subset is not None:
+        x_eval, y_eval = x_eval[:eval_subset], y_eval[:eval_subset]
+    n = len(x)
+    tr_idx = torch.randperm(n, generator=gen)[: eval_subset if eval_subset is not None else n].sort().values
+    return Evaluation(model, loss_fn, x[tr_idx], y[tr_idx], x_eval, y_eval, split.eval_name, hooks)
 
 
-def _bn_modules(model: nn.Module) -> list[nn.Module]:
-    """Every BN-like module with running statistics (torch.nn's and the course's, found by duck typing)."""
-    found = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            found.append(m)
-        elif all(hasattr(m, a) for a in ("running_mean", "running_var", "momentum")) and \
-                getattr(m, "running_mean", None) is not None:
-            found.append(m)
-    return found
-
-
-@torch.no_grad()
-def recompute_bn_statistics(
-    model: nn.Module,
-    batches_or_x: ArrayLike | Iterable[ArrayLike],
-    batch_size: int = 200,
-    momentum: float | None = None,
-    max_batches: int | None = None,
-) -> int:
-    """Re-estimate the running statistics of every BatchNorm layer of ``model`` (PreciseBN / AdaBN).
-
-    Resets ``running_mean``/``running_var``/``num_batches_tracked``, then runs forward passes in train mode
-    without gradients. With ``momentum=None`` (default) PyTorch keeps a *cumulative* average:
-    ``running_mean`` = mean over batches of the batch means and ``running_var`` = mean of the unbiased batch
-    variances (Ioffe & Szegedy's Algorithm 2, E_B[μ_B] and m/(m-1)·E_B[σ²_B]). With equal-size batches and a
-    single BN layer fed directly by the data, ``running_mean`` equals the data mean exactly.
-
-    Args:
-        model: a model containing BN layers; its mode and BN momenta are restored afterwards; nothing but
-            the BN buffers changes (no parameter is touched).
-        batches_or_x: either an array/tensor ``x`` (split into consecutive batches of ``batch_size``; a last
-            incomplete batch is dropped so every batch has the same weight), or an iterable of input batches
-            (tensors/arrays, or ``(x, y)`` tuples whose first entry is used).
-        batch_size: batch size when ``batches_or_x`` is one array.
-        momentum: ``None`` = cumulative average; a float = exponential moving average with that momentum.
-        max_batches: use at most this many batches.
-
-    Returns:
-        Number of batches used.
-    """
-    bns = _bn_modules(model)
-    if not bns:
-        raise ValueError("recompute_bn_statistics: the model has no BatchNorm layer with running statistics")
-    if isinstance(batches_or_x, (np.ndarray, torch.Tensor)):
-        x = _as_input(batches_or_x, model)
-        n_full = len(x) // batch_size
-        if n_full == 0:
-            raise ValueError(f"need at least batch_size={batch_size} samples, got {len(x)}")
-        batches: Iterable = (x[i * batch_size : (i + 1) * batch_size] for i in range(n_full))
-    else:
-        batches = batches_or_x
-    saved = [(m, m.momentum) for m in bns]
-    was_training = model.training
-    used = 0
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = momentum
-        model.train()
-        for b in batches:
-            if max_batches is not None and used >= max_batches:
-                break
-            if isinstance(b, (tuple, list)):
-                b = b[0]
-            model(_as_input(b, model))
-            used += 1
-    finally:
-        for m, mom in saved:
-            m.momentum = mom
-        model.train(was_training)
-    if used == 0:
-        raise ValueError("recompute_bn_statistics: no batches given")
-    return used
+def _step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, xb: torch.Tensor, yb: torch.Tensor,
+          history: History, step: int, stop_on_nonfinite: bool) -> tuple[float, torch.Tensor | None]:
+    """One optimizer step on ``(xb, yb)``, recorded in ``history``. Returns ``(loss, detached logits)``;
+    logits ``None`` when the loss is not finite and the run stops there (no update is made then)."""
+    logits = model(xb)
+    loss = loss_fn(logits, yb)
+    loss_value = loss.detach().item()
+    history.steps.append(step)
+    history.train_loss.append(loss_value)
+    if not math.isfinite(loss_value):
+        history.diverged = True
+        if history.diverged_at is None:
+            history.diverged_at = step
+        if stop_on_nonfinite:
+            return loss_value, None
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss_value, logits.detach()

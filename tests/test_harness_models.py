@@ -121,7 +121,10 @@ def test_course_batchnorm_option():
 def test_small_cnn_shapes_and_bn2d():
     torch.manual_seed(0)
     m = small_cnn((1, 28, 28), 10, channels=(4, 8), norm="bn")
-    assert isinstance(m.hidden1.norm, nn.BatchNorm2d) and m.hidden1.linear.bias is None
+    assert isinstance(m.hidden1.norm, nn.BatchNorm2d) and m.hidden1.conv.bias is None
+    assert [n for n, _ in m.hidden1.named_children()] == ["conv", "norm", "act", "pool"]
+    assert hidden_linears(m) == [m.hidden1.conv, m.hidden2.conv]
+    assert hidden_preactivations(m) == [m.hidden1.norm, m.hidden2.norm]
     assert m(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     plain = small_cnn((1, 8, 8), 10, channels=(4,))
-    assert plain.hidden1.linear.bias is not None and plain(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    assert plain.hidden1.conv.bias is not None and plain(torch.randn(2, 1, 8, 8)).shape == (2, 10)

@@ -11,8 +11,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bncourse.plotting import plot_bars, plot_curves, plot_percentiles  # noqa: E402
-from bncourse.training import History, PercentileRecorder  # noqa: E402
+from bncourse.plotting import plot_bars, plot_curves, plot_descent, plot_percentiles  # noqa: E402
+from bncourse.recorders import PercentileRecorder  # noqa: E402
+from bncourse.scaling import gd_explorer  # noqa: E402
+from bncourse.history import History  # noqa: E402
 
 
 def _hist(values):
@@ -45,7 +47,7 @@ def test_plot_curves_rejects_misaligned_histories():
 
 def test_plot_percentiles_and_bars():
     rec = PercentileRecorder(torch.nn.Identity(), unit=0)
-    rec.steps, rec.values = [0, 10, 20], [np.array([-1.0, 0.0, 1.0])] * 3
+    rec.steps, rec.records["output"] = [0, 10, 20], [np.array([-1.0, 0.0, 1.0])] * 3
     ax = plot_percentiles(rec, title="Sigmoid input", from_step=10)
     assert ax.get_title() == "Sigmoid input" and ax.get_xlabel() == "training step" and ax.get_ylabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["15th percentile", "50th percentile",
@@ -84,3 +86,18 @@ def test_table_html_escapes_every_cell_and_keeps_the_shape():
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;h&lt;/b&gt;" in html
     assert "a &amp; b" in html
     assert html.count("<th>") == 2 and html.count("<tr>") == 3 and html.count("<td>") == 4
+
+
+def test_plot_descent_draws_contours_the_path_and_the_minimum():
+    problem, result = gd_explorer(feature_scale=10.0, seed=0)
+    fig, ax = plt.subplots()
+    assert plot_descent(ax, problem, result, "Raw features") is ax
+    assert ax.get_title().startswith("Raw features\n$\\kappa$ = ")
+    assert ax.get_xlabel() == "$w_1$" and ax.get_ylabel() == "$w_2$"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"GD path ({result.steps} steps)", "minimum $w^*$"]
+    path = ax.get_lines()[0].get_xydata()
+    np.testing.assert_allclose(path, result.path)
+    lo, hi = ax.get_xlim()
+    assert lo <= result.path[:, 0].min() and hi >= problem.w_star[0]  # the view holds the path and w*
+    plt.close(fig)

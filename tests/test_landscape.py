@@ -9,9 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bncourse.landscape import (ActivationTrace, LandscapeProbe, activation_drift, internal_covariate_shift,
-                                line_search, module_outputs, theorem41)
+from bncourse.landscape import (LandscapeProbe, activation_drift, gradient_norms_at_init, internal_covariate_shift,
+                                layer_gradient_norms,
+                                line_search, theorem41)
 from bncourse.normalizers import NoisyBatchNorm1d
+from bncourse.recorders import ActivationRecorder, first_units
 
 torch.set_num_threads(1)
 
@@ -204,7 +206,7 @@ def test_probe_and_trace_record_at_the_chosen_steps_without_changing_training():
         model = small_bn_net(6, norm=NoisyBatchNorm1d)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         probe = LandscapeProbe(F.cross_entropy, 0.1, x, y, batch_size=32, every=3)
-        trace = ActivationTrace({"bn1": model[1]}, x[:20], steps=[2, 3, 5], units=2)
+        trace = ActivationRecorder({"bn1": model[1]}, first_units(2), x=x[:20], at=[2, 3, 5], mode="current")
         torch.manual_seed(0)
         for step in range(1, 8):
             loss = F.cross_entropy(model(x[:64]), y[:64])
@@ -222,7 +224,7 @@ def test_probe_and_trace_record_at_the_chosen_steps_without_changing_training():
         assert torch.equal(a, b)  # measuring did not perturb training (noise draws, BN buffers)
     assert probe.steps == [3, 6]
     assert len(probe.ics_l2) == 2 and probe.ics_l2[0].shape == (3,)
-    assert trace.recorded_steps == [2, 3, 5]
+    assert trace.steps == [2, 3, 5]
     assert [r.shape for r in trace.records["bn1"]] == [(20, 2)] * 3
     assert activation_drift(trace.records["bn1"]) > 0
     np.testing.assert_allclose(np.array(probe.loss_max) - np.array(probe.loss_min), probe.loss_range)
@@ -246,17 +248,18 @@ def test_activation_drift_is_the_mean_standardized_change_of_unit_means():
         activation_drift([base, base[:, :2]])
 
 
-def test_module_outputs_in_train_mode_include_the_noise():
-    model = small_bn_net(7, norm=NoisyBatchNorm1d)
-    x, _ = batch(7)
-    out = module_outputs(model, {"bn": model[1]}, x)["bn"]
-    plain = F.batch_norm(model[0](x), None, None, model[1].weight, model[1].bias, training=True).detach().numpy()
-    assert out.shape == (32, 8)
-    assert np.abs(out - plain).max() > 0.05
-    model.eval()
-    out_eval = module_outputs(model, {"bn": model[1]}, x)["bn"]
-    expected = model[1](model[0](x)).detach().numpy()
-    np.testing.assert_allclose(out_eval, expected, rtol=1e-6)
+def test_layer_gradient_norms_match_backward_and_leave_grad_alone():
+    model = small_bn_net(3)
+    x, y = batch(3)
+    layers = [model[0], model[3]]
+    norms = layer_gradient_norms(model, F.cross_entropy, x, y, layers)
+    assert all(p.grad is None for p in model.parameters())
+    F.cross_entropy(model(x), y).backward()
+    np.testing.assert_allclose(norms, [model[0].weight.grad.norm().item(), model[3].weight.grad.norm().item()],
+                               rtol=1e-5)
+    assert layer_gradient_norms(model, F.cross_entropy, x, y).shape == (3,)  # default: every Linear
+    with pytest.raises(ValueError, match="no trainable .weight"):
+        layer_gradient_norms(model, F.cross_entropy, x, y, [nn.ReLU()])
 
 
 # ------------------------------------------------------------------ Theorem 4.1
@@ -306,3 +309,29 @@ def test_theorem41_bad_input():
         theorem41(torch.ones(4, 3), torch.ones(3), torch.zeros(3), lambda z: z.sum())
     with pytest.raises(ValueError, match="shape"):
         theorem41(torch.randn(4, 3), torch.ones(2), torch.zeros(3), lambda z: z.sum())
+
+
+# ------------------------------------------------------------------ chapter 3: gradient norms at initialization
+
+@pytest.fixture(scope="module")
+def digits_batch():
+    from bncourse.data import load_images
+
+    d = load_images("digits", verbose=False)
+    return torch.from_numpy(d.x_train[:256]), torch.from_numpy(d.y_train[:256])
+
+
+@pytest.mark.parametrize("config, low, high", [
+    (dict(activation="sigmoid", init=0.1), 0.0, 1e-4),          # vanishing (digits, 5 seeds: <= 3.5e-6)
+    (dict(activation="sigmoid", init="glorot"), 0.0, 1e-4),     # vanishing with Glorot too (<= 3.1e-6)
+    (dict(activation="tanh", init=0.3), 5.0, np.inf),           # growing towards the input (6.4 .. 8.3)
+    (dict(activation="relu", init="he"), 0.1, 10.0),            # roughly flat (0.66 .. 1.2)
+    (dict(activation="sigmoid", init=0.1, norm="bn"), 0.5, 3.0),  # flat with BN (1.18 .. 1.35)
+], ids=["sigmoid-0.1", "sigmoid-glorot", "tanh-0.3", "relu-he", "sigmoid-0.1-bn"])
+def test_chapter3_first_to_last_layer_gradient_ratio(digits_batch, config, low, high):
+    """Chapter 3's claim, on 5 seeds: 10 sigmoid layers make the first layer's gradient vanish; BN keeps it flat."""
+    x, y = digits_batch
+    for seed in range(5):
+        g = gradient_norms_at_init([64] + [100] * 10 + [10], x, y, seed=seed, **config)
+        assert g.shape == (10,)
+        assert low < g[0] / g[-1] < high, (seed, g[0] / g[-1])

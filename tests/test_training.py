@@ -1,4 +1,4 @@
-"""bncourse.training: evaluate, the seeded training loop, divergence, hooks, BN statistics re-estimation."""
+"""bncourse.training: evaluate, the seeded training loop and its parts (optimizer, batches, evaluation), divergence."""
 
 from __future__ import annotations
 
@@ -9,25 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from bncourse.data import load_images
-from bncourse.models import hidden_preactivations, mlp
+from bncourse.models import mlp
+from bncourse.progress import ProgressBar, progress_wanted
 from bncourse.training import (
-    ActivationRecorder,
+    Evaluation,
     History,
-    PercentileRecorder,
-    _progress_wanted,
+    epoch_batches,
     evaluate,
-    recompute_bn_statistics,
+    make_optimizer,
     set_seed,
     train,
 )
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_images("digits", verbose=False)
 
 
 def _model(seed=0, norm="bn", activation="sigmoid", init=0.1):
@@ -134,7 +128,6 @@ def test_epochs_give_per_epoch_summaries(digits):
     e1 = h.epochs[0]
     assert set(e1) == {"epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc"}
     assert e1["train_loss"] == pytest.approx(np.mean(h.train_loss[:per_epoch]))  # equal-size batches
-    assert "epoch" in h.epoch_table() and len(h.epoch_table().splitlines()) == 3
 
 
 def test_raw_tensor_data_and_eval_data():
@@ -177,125 +170,99 @@ def test_train_argument_errors(digits):
 def test_progress_auto_is_off_outside_notebooks_and_in_ci(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("BNCOURSE_PROGRESS", raising=False)
-    assert _progress_wanted(None) is False  # pytest is not a Jupyter kernel
-    assert _progress_wanted(True) is True and _progress_wanted(False) is False
-    monkeypatch.setattr("bncourse.training._in_notebook", lambda: True)
-    assert _progress_wanted(None) is True
+    assert progress_wanted(None) is False  # pytest is not a Jupyter kernel
+    assert progress_wanted(True) is True and progress_wanted(False) is False
+    monkeypatch.setattr("bncourse.progress.in_notebook", lambda: True)
+    assert progress_wanted(None) is True
     monkeypatch.setenv("CI", "true")
-    assert _progress_wanted(None) is False
+    assert progress_wanted(None) is False
     monkeypatch.delenv("CI")
     monkeypatch.setenv("BNCOURSE_PROGRESS", "0")
-    assert _progress_wanted(None) is False
+    assert progress_wanted(None) is False
 
 
-# -------------------------------------------------------------------------------------------------- hooks
+def test_progress_bar_counts_the_steps_and_can_be_off():
+    bar = ProgressBar(True, total=3)
+    for step in (1, 2, 3):
+        bar.update(step, 0.5)
+    assert bar.bar is not None and bar.bar.n == 3
+    bar.close()
+    off = ProgressBar(False, total=3)
+    off.update(1, 0.5)
+    off.close()
+    assert off.bar is None
 
 
-def test_percentile_recorder_matches_numpy(digits):
+# ------------------------------------------------------------------------------------------ the parts
+
+
+def test_make_optimizer_names_sgd_momentum_apart_from_bn_momentum():
     m = _model()
-    module = hidden_preactivations(m)[-1]
-    rec = PercentileRecorder(module, unit=3, q=(15, 50, 85))
-    x = torch.from_numpy(digits.x_test)
-    rec.record(m, x, step=0)
-    m.eval()
-    with torch.no_grad():
-        h = m.hidden1(x)
-        pre = m.hidden2.norm(m.hidden2.linear(h))[:, 3].double().numpy()
-    np.testing.assert_allclose(rec.percentiles[0], np.percentile(pre, [15, 50, 85]), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(rec.spread(), [np.percentile(pre, 85) - np.percentile(pre, 15)], rtol=1e-5)
-    assert m.training is False  # mode restored (was eval)
+    opt = make_optimizer(m, "sgd", lr=0.2, sgd_momentum=0.9, weight_decay=1e-4)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["lr"] == 0.2 and opt.defaults["weight_decay"] == 1e-4
+    assert m.hidden1.norm.momentum == 0.1  # BatchNorm's momentum is not the optimizer's
+    assert isinstance(make_optimizer(m, "adam", lr=1e-3), torch.optim.Adam)
+    given = torch.optim.SGD(m.parameters(), lr=1.0)
+    assert make_optimizer(m, given) is given
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        make_optimizer(m, "rmsprop")
+    with pytest.raises(TypeError):
+        train(m, (torch.zeros(8, 64), torch.zeros(8, dtype=torch.long)), steps=1, momentum=0.9)
 
 
-def test_percentile_recorder_as_train_hook(digits):
+def test_train_with_sgd_momentum_matches_a_hand_written_loop(digits):
+    m = _model(norm=None, activation="relu", init="he")
+    ref = copy.deepcopy(m)
+    h = train(m, digits, steps=7, batch_size=25, lr=0.05, sgd_momentum=0.9, seed=4)
+    assert h.config["sgd_momentum"] == 0.9
+    x, y = torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train)
+    gen = torch.Generator().manual_seed(4)
+    torch.randperm(len(x), generator=gen)  # train draws its fixed evaluation subset first
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for idx in next(epoch_batches(len(x), 25, 7, gen)):
+        loss = nn.functional.cross_entropy(ref(x[idx]), y[idx])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert h.train_loss == losses
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), ref.parameters()))
+
+
+def test_epoch_batches_are_permutations_without_the_incomplete_batch():
+    gen = torch.Generator().manual_seed(0)
+    epochs = list(epoch_batches(10, 3, 7, gen))
+    assert [len(e) for e in epochs] == [3, 3, 1]  # 3 full batches per epoch, 7 in all
+    for e in epochs[:2]:
+        seen = torch.cat(e)
+        assert all(len(b) == 3 for b in e) and len(set(seen.tolist())) == 9  # distinct samples
+    assert list(epoch_batches(10, 3, 0, gen)) == []
+    with pytest.raises(ValueError, match="batch_size=11"):
+        next(epoch_batches(10, 11, 1, gen))
+
+
+def test_evaluation_records_metrics_and_runs_hooks_in_eval_mode(digits):
     m = _model()
-    rec = PercentileRecorder(hidden_preactivations(m)[-1], unit=0)
-    act = ActivationRecorder(m.hidden1.act, reduce=lambda out: float(out.mean()))
-    h = train(m, digits, steps=30, batch_size=20, eval_every=10, eval_subset=150, hooks=[rec, act])
-    assert rec.steps == [0, 10, 20, 30] == act.steps
-    assert rec.percentiles.shape == (4, 3)
-    assert np.all(np.diff(rec.percentiles, axis=1) >= 0)  # 15th <= 50th <= 85th
-    assert all(0 < v < 1 for v in act.values)  # sigmoid outputs
-    # the last record is the final model's percentiles on the first 150 test images
-    again = PercentileRecorder(hidden_preactivations(m)[-1], unit=0)
-    again.record(m, digits.x_test[:150], step=30)
-    np.testing.assert_allclose(again.percentiles[0], rec.percentiles[-1], rtol=1e-6)
-    assert h.evals[-1]["step"] == 30
+    m.train()
+    seen = []
+    x, y = torch.from_numpy(digits.x_val[:50]), torch.from_numpy(digits.y_val[:50])
+    ev = Evaluation(m, nn.functional.cross_entropy, x, y, hooks=[lambda model, step, xh: seen.append(
+        (step, model.training, torch.is_grad_enabled(), len(xh)))])
+    record = ev(5)
+    assert set(record) == {"step", "train_loss", "train_acc"} and record["step"] == 5
+    assert (record["train_loss"], record["train_acc"]) == evaluate(m, x, y)
+    assert seen == [(5, False, False, 50)] and m.training  # hooks saw eval mode; the mode is back
+    assert ev.split_metrics() == {}
 
 
-def test_recorder_errors():
+def test_step_callbacks_may_be_a_list(digits):
+    calls = []
     m = _model()
-    with pytest.raises(ValueError, match="percentiles"):
-        PercentileRecorder(m.hidden1.norm, q=(50, 101))
-    rec = PercentileRecorder(m.hidden1.norm, unit=99)
-    with pytest.raises(IndexError, match="unit 99"):
-        rec.record(m, torch.zeros(4, 64), step=0)
-    stranger = ActivationRecorder(nn.Linear(2, 2))
-    with pytest.raises(RuntimeError, match="ran 0 times"):
-        stranger.record(m, torch.zeros(4, 64), step=0)
-
-
-# ---------------------------------------------------------------------------------- BN statistics
-
-
-def _bn_classes():
-    classes = [nn.BatchNorm1d]
-    try:
-        from bncourse import torch as bt
-
-        classes.append(bt.BatchNorm1d)
-    except (ImportError, AttributeError):  # the course's BN is another engineer's module
-        pass
-    return classes
-
-
-@pytest.mark.parametrize("bn_class", _bn_classes())
-def test_recompute_bn_statistics_single_batch_is_exact_mean_and_unbiased_var(bn_class):
-    x = torch.randn(500, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3 + 2
-    bn = bn_class(6).double()
-    model = nn.Sequential(bn)
-    model.eval()
-    used = recompute_bn_statistics(model, x, batch_size=500)
-    assert used == 1 and not model.training and bn.momentum == 0.1
-    xn = x.numpy()
-    np.testing.assert_allclose(bn.running_mean.numpy(), xn.mean(0), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(bn.running_var.numpy(), xn.var(0, ddof=1), rtol=1e-12)
-
-
-def test_recompute_bn_statistics_many_batches_is_algorithm_2():
-    """E[x] = mean of batch means (= data mean), Var[x] = m/(m-1) * mean of biased batch variances."""
-    g = torch.Generator().manual_seed(1)
-    set_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 3), nn.BatchNorm1d(3)).double()
-    x = torch.randn(410, 4, generator=g, dtype=torch.float64)
-    params_before = [p.clone() for p in model.parameters()]
-    # stale statistics from "training"
-    model.train()
-    for _ in range(3):
-        model(x[:50] * 5)
-    used = recompute_bn_statistics(model, x.numpy(), batch_size=100)
-    assert used == 4  # the last 10 samples are dropped: equal-weight batches
-    with torch.no_grad():
-        h = model[0](x[:400]).numpy().reshape(4, 100, 3)
-    bn = model[1]
-    np.testing.assert_allclose(bn.running_mean.numpy(), h.reshape(-1, 3).mean(0), rtol=1e-12, atol=1e-12)
-    expected_var = (h.var(axis=1, ddof=0) * 100 / 99).mean(0)
-    np.testing.assert_allclose(bn.running_var.numpy(), expected_var, rtol=1e-12)
-    assert int(bn.num_batches_tracked) == 4
-    assert all(torch.equal(a, b) for a, b in zip(params_before, model.parameters()))
-    assert model[4].momentum == 0.1 and model.training
-
-
-def test_recompute_bn_statistics_iterable_and_errors():
-    bn = nn.BatchNorm1d(2)
-    batches = [(torch.ones(3, 2) * k, None) for k in range(4)]
-    assert recompute_bn_statistics(nn.Sequential(bn), batches, max_batches=2) == 2
-    torch.testing.assert_close(bn.running_mean, torch.full((2,), 0.5))  # mean of the batch means 0 and 1
-    with pytest.raises(ValueError, match="no BatchNorm"):
-        recompute_bn_statistics(nn.Sequential(nn.Linear(2, 2)), torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="at least batch_size"):
-        recompute_bn_statistics(nn.Sequential(bn), torch.zeros(4, 2), batch_size=5)
-    with pytest.raises(ValueError, match="no batches"):
-        recompute_bn_statistics(nn.Sequential(bn), [])
+    train(m, digits, steps=4, batch_size=20, step_callback=[lambda mo, s, xb, yb: calls.append(("a", s)),
+                                                            lambda mo, s, xb, yb: calls.append(("b", len(xb)))])
+    assert calls == [("a", 1), ("b", 20), ("a", 2), ("b", 20), ("a", 3), ("b", 20), ("a", 4), ("b", 20)]
 
 
 def test_history_is_a_plain_dataclass():
