@@ -33,3 +33,17 @@ __all__ = [
     "gradcheck_batchnorm",
     "numerical_gradient",
 ]
+
+# The normalization family on one standardize forward and one compact backward.
+from bncourse.numpy.standardize import (  # noqa: E402
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    RMSNorm,
+    StandardizeCache,
+    standardize_backward,
+    standardize_forward,
+)
+
+__all__ += ["GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm", "StandardizeCache",
+            "standardize_backward", "standardize_forward"]

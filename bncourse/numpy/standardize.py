@@ -1,0 +1,324 @@
+"""The normalization family in NumPy: one standardize forward, one compact backward, five layers.
+
+``standardize_forward(x, axes)`` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and
+the biased variance over ``axes``; ``standardize_backward(dx_hat, cache)`` is the compact backward.
+The layers differ only in the axes (for ``x`` of shape ``(N, C, H, W)``)::
+
+    BatchNorm     axes (0, 2, 3)        per channel, over the batch and the positions
+    LayerNorm     axes (1, 2, 3)        per sample (the last len(normalized_shape) axes)
+    InstanceNorm  axes (2, 3)           per sample and channel
+    GroupNorm     axes (2,) of x.reshape(N, G, -1)   per sample and group of channels
+    RMSNorm       like LayerNorm, center=False: x / sqrt(mean(x**2) + eps)
+
+and then apply the same affine ``y = x_hat * weight + bias``. Like CS231n's ``layers.py``, forward
+functions return ``(out, cache)`` and backward functions consume the cache.
+
+Compact backward, with ``g = dL/dx_hat`` and means over ``axes``::
+
+    statistics from x:   dx = invstd * (g - mean(g) - x_hat * mean(g * x_hat))
+    RMS (center=False):  dx = invstd * (g - x_hat * mean(g * x_hat))
+    given statistics:    dx = invstd * g
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "StandardizeCache",
+    "standardize_forward",
+    "standardize_backward",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "RMSNorm",
+]
+
+
+@dataclass
+class StandardizeCache:
+    """What the backward needs (``x_hat``, ``invstd``), and the statistics used.
+
+    ``mean``, ``var`` and ``invstd`` have ``x``'s shape with size 1 along ``axes`` (``mean`` is 0
+    for ``center=False``; ``var`` is the biased variance, or the mean square).
+    """
+
+    x_hat: np.ndarray        # x's shape
+    invstd: np.ndarray       # 1 / sqrt(var + eps)
+    mean: np.ndarray | float
+    var: np.ndarray
+    axes: tuple[int, ...]
+    center: bool
+    batch_stats: bool        # False: the statistics were given (constants of the graph)
+
+
+def standardize_forward(
+    x: np.ndarray,
+    axes: Sequence[int],
+    eps: float = 1e-5,
+    *,
+    center: bool = True,
+    mean: np.ndarray | None = None,
+    var: np.ndarray | None = None,
+) -> tuple[np.ndarray, StandardizeCache]:
+    """``x_hat = (x - mean) / sqrt(var + eps)``, statistics over ``axes``.
+
+    Args:
+        x: any shape, float.
+        axes: the axes the statistics pool over.
+        eps: added to the variance.
+        center: False for RMSNorm (no mean; ``var`` is the mean square).
+        mean, var: given statistics broadcastable to ``x`` (running averages in evaluation).
+
+    Returns:
+        ``(x_hat, cache)``; ``x_hat`` has ``x``'s shape.
+    """
+    axes = tuple(a % x.ndim for a in axes)
+    batch_stats = mean is None or var is None
+    if batch_stats:
+        mean = x.mean(axis=axes, keepdims=True) if center else 0.0
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)      # biased
+    xc = x - mean if center else x
+    invstd = 1.0 / np.sqrt(var + eps)
+    x_hat = xc * invstd
+    return x_hat, StandardizeCache(x_hat, invstd, mean, var, axes, center, batch_stats)
+
+
+def standardize_backward(dx_hat: np.ndarray, cache: StandardizeCache) -> np.ndarray:
+    """Compact backward of :func:`standardize_forward`: ``dL/dx_hat`` -> ``dL/dx`` (same shape)."""
+    g, x_hat, axes = dx_hat, cache.x_hat, cache.axes
+    if not cache.batch_stats:
+        return cache.invstd * g
+    proj = (g * x_hat).mean(axis=axes, keepdims=True)
+    if cache.center:
+        return cache.invstd * (g - g.mean(axis=axes, keepdims=True) - x_hat * proj)
+    return cache.invstd * (g - x_hat * proj)
+
+
+def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``a`` down to ``shape`` (the inverse of broadcasting ``shape`` up to ``a.shape``)."""
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
+    return a.sum(axis=axes).reshape(shape) if axes else a.reshape(shape)
+
+
+class _Standardized:
+    """Base of the NumPy layers: ``forward`` = standardize over ``_axes`` + affine; ``backward``.
+
+    Subclasses set the parameters (``weight``/``bias`` or None) and say how an input is viewed
+    (``_view``), over which axes of the view the statistics pool (``_axes``) and how the
+    parameters broadcast against the input (``_param_shape``). After ``backward``, ``grad_weight``
+    and ``grad_bias`` hold the parameter gradients (overwritten, not accumulated).
+    """
+
+    eps: float
+    center: bool = True
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+
+    def __init__(self) -> None:
+        self.training = True
+        self.grad_weight: np.ndarray | None = None
+        self.grad_bias: np.ndarray | None = None
+        self._cache: tuple[StandardizeCache, tuple[int, ...]] | None = None
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- what differs between the layers -----------------------------------------------------
+    def _view(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _given_stats(self, xv: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return None, None
+
+    def _after_forward(self, cache: StandardizeCache, xv: np.ndarray) -> None:
+        pass
+
+    # --- forward / backward ------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x`` -> ``y`` of the same shape (see the subclass for the accepted shapes)."""
+        xv = self._view(x)
+        mean, var = self._given_stats(xv)
+        x_hat, cache = standardize_forward(xv, self._axes(xv), self._eps(x), center=self.center,
+                                           mean=mean, var=var)
+        self._after_forward(cache, xv)
+        self._cache = (cache, x.shape)
+        y = x_hat.reshape(x.shape)
+        if self.weight is not None:
+            y = y * self.weight.reshape(self._param_shape(x))
+        if self.bias is not None:
+            y = y + self.bias.reshape(self._param_shape(x))
+        return y.astype(x.dtype, copy=False)
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dL/dy`` of the last ``forward`` -> ``dL/dx``; sets ``grad_weight`` / ``grad_bias``."""
+        if self._cache is None:
+            raise RuntimeError("backward called before forward")
+        cache, x_shape = self._cache
+        x_hat = cache.x_hat.reshape(x_shape)
+        pshape = self._param_shape(x_hat)
+        self.grad_bias = None if self.bias is None else _reduce_to(dy, pshape).reshape(self.bias.shape)
+        if self.weight is not None:
+            self.grad_weight = _reduce_to(dy * x_hat, pshape).reshape(self.weight.shape)
+            dy = dy * self.weight.reshape(pshape)
+        else:
+            self.grad_weight = None
+        dx = standardize_backward(dy.reshape(cache.x_hat.shape), cache)
+        return dx.reshape(x_shape)
+
+    def _eps(self, x: np.ndarray) -> float:
+        return self.eps
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """torch's keys and order (copies)."""
+        return {k: np.array(v) for k, v in self._state().items() if v is not None}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        """Copy values into the existing arrays (cast to their dtype); keys must match torch's."""
+        own = {k: v for k, v in self._state().items() if v is not None}
+        if set(own) - {"num_batches_tracked"} - set(state_dict) or set(state_dict) - set(own):
+            raise RuntimeError(f"state_dict keys {sorted(state_dict)} do not match {sorted(own)}")
+        for k, v in state_dict.items():
+            own[k][...] = np.asarray(v)
+
+    def _state(self) -> dict[str, np.ndarray | None]:
+        return {"weight": self.weight, "bias": self.bias}
+
+
+def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(normalized_shape, Integral):
+        return (int(normalized_shape),)
+    return tuple(int(s) for s in normalized_shape)
+
+
+class LayerNorm(_Standardized):
+    """``torch.nn.LayerNorm`` in NumPy: per sample, over the last ``len(normalized_shape)`` axes.
+
+    ``x``: ``(*, *normalized_shape)``; ``weight``, ``bias``: ``normalized_shape``.
+    """
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True, *, dtype: type = np.float32) -> None:
+        super().__init__()
+        self.normalized_shape = _as_shape(normalized_shape)
+        self.eps = eps
+        self.weight = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
+        self.bias = np.zeros(self.normalized_shape, dtype) if elementwise_affine and bias else None
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        if tuple(x.shape[x.ndim - len(self.normalized_shape):]) != self.normalized_shape:
+            raise ValueError(f"expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return tuple(range(-len(self.normalized_shape), 0))
+
+    def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
+        return self.normalized_shape
+
+
+class RMSNorm(LayerNorm):
+    """``torch.nn.RMSNorm`` in NumPy: ``x / sqrt(mean(x**2) + eps) * weight`` over the last axes.
+
+    ``eps=None`` is the machine epsilon of the input's dtype (float32 for float16 input).
+    """
+
+    center = False
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float | None = None,
+                 elementwise_affine: bool = True, *, dtype: type = np.float32) -> None:
+        super().__init__(normalized_shape, 0.0, elementwise_affine, bias=False, dtype=dtype)
+        self.eps = eps
+
+    def _eps(self, x: np.ndarray) -> float:
+        if self.eps is not None:
+            return self.eps
+        return float(np.finfo(np.float32 if x.dtype == np.float16 else x.dtype).eps)
+
+
+class _PerChannel(_Standardized):
+    """Layers with ``(C,)`` parameters on an ``(N, C, *spatial)`` input."""
+
+    def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
+        return (x.shape[1],) + (1,) * (x.ndim - 2)
+
+    def _init_params(self, num_channels: int, affine: bool, bias: bool, dtype: type) -> None:
+        self.weight = np.ones(num_channels, dtype) if affine else None
+        self.bias = np.zeros(num_channels, dtype) if affine and bias else None
+
+
+class GroupNorm(_PerChannel):
+    """``torch.nn.GroupNorm`` in NumPy: per sample, over groups of ``C / num_groups`` channels and
+    all positions, i.e. standardize the ``(N, G, C / G * prod(spatial))`` view over axis 2."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 *, bias: bool = True, dtype: type = np.float32) -> None:
+        super().__init__()
+        if num_channels % num_groups != 0:
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self._init_params(num_channels, affine, bias, dtype)
+
+    def _view(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], self.num_groups, -1)        # (N, G, C/G * S)
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        return (2,)
+
+
+class InstanceNorm(_PerChannel):
+    """``torch.nn.InstanceNorm1d/2d/3d`` in NumPy (with a batch axis): per sample and channel, over
+    the positions of ``(N, C, *spatial)``.
+
+    With ``track_running_stats`` the running mean/variance move (in training) towards the batch
+    average of the per-instance mean and unbiased variance, and normalize in evaluation.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = False, track_running_stats: bool = False, *, bias: bool = True,
+                 dtype: type = np.float32) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.track_running_stats = track_running_stats
+        self._init_params(num_features, affine, bias, dtype)
+        self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
+        self.running_var = np.ones(num_features, dtype) if track_running_stats else None
+        self.num_batches_tracked = np.array(0, np.int64) if track_running_stats else None
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        return tuple(range(2, x.ndim))
+
+    def _given_stats(self, xv):
+        if self.training or not self.track_running_stats:
+            return None, None
+        shape = self._param_shape(xv)
+        return self.running_mean.reshape(shape), self.running_var.reshape(shape)
+
+    def _after_forward(self, cache: StandardizeCache, xv: np.ndarray) -> None:
+        if not (self.training and self.track_running_stats):
+            return
+        s = math.prod(xv.shape[2:])
+        factor = 0.0 if self.momentum is None else self.momentum
+        inst_mean = cache.mean.reshape(xv.shape[:2])              # (N, C) per-instance statistics
+        inst_var = cache.var.reshape(xv.shape[:2])
+        self.running_mean[...] = (1 - factor) * self.running_mean + factor * inst_mean.mean(0)
+        self.running_var[...] = (1 - factor) * self.running_var + factor * inst_var.mean(0) * s / (s - 1)
+
+    def _state(self):
+        return {"weight": self.weight, "bias": self.bias, "running_mean": self.running_mean,
+                "running_var": self.running_var, "num_batches_tracked": self.num_batches_tracked}

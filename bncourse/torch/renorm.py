@@ -1,0 +1,175 @@
+"""Batch Renormalization (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
+in Batch-Normalized Models"), on the same :func:`~bncourse.torch.standardize.standardize` as the rest.
+
+Training, per channel, with the batch statistics ``mu_B``, ``sigma_B = sqrt(var_B + eps)`` and the
+running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the paper)::
+
+    r     = stop_gradient(clip(sigma_B / sigma, 1 / r_max, r_max))
+    d     = stop_gradient(clip((mu_B - mu) / sigma, -d_max, d_max))
+    x_hat = (x - mu_B) / sigma_B * r + d
+    y     = weight * x_hat + bias
+    then  mu <- mu + momentum * (mu_B - mu),  running_var <- running_var + momentum * (var_B' - running_var)
+
+Evaluation is BatchNorm's: ``y = (x - mu) / sigma * weight + bias``. With ``r_max = 1, d_max = 0``,
+``r = 1`` and ``d = 0`` exactly, and training is BatchNorm's too.
+
+One deliberate difference from the paper: the paper keeps a moving average of ``sigma``; here, as in
+BatchNorm, the moving average is of the *unbiased* batch variance (``var_B' = var_B * m / (m - 1)``)
+and ``sigma = sqrt(running_var + eps)``. The buffers and ``state_dict`` are then BatchNorm's, and a
+model can switch between the two layers.
+
+``r_max`` and ``d_max`` may be numbers or schedules: callables of the number of training steps done
+so far (``num_batches_tracked`` before the step). :func:`linear_ramp` builds the paper's warm-up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from .modules import _BatchNorm
+from .standardize import _affine, _cast, _compute_dtype, standardize
+
+__all__ = ["BatchRenorm1d", "BatchRenorm2d", "batch_renorm", "linear_ramp", "paper_schedule"]
+
+Limit = Union[float, Callable[[int], float]]
+
+
+@dataclass(frozen=True)
+class linear_ramp:  # noqa: N801  (used like a function)
+    """A schedule: ``start`` up to step ``begin``, then linear to ``end`` at step ``finish``, then ``end``.
+
+    ``linear_ramp(1.0, 3.0, 5000, 40000)`` is the paper's ``r_max`` warm-up. A dataclass rather
+    than a closure so that a module holding it can be pickled and deep-copied.
+    """
+
+    start: float
+    end: float
+    begin: int
+    finish: int
+
+    def __call__(self, step: int) -> float:
+        if step <= self.begin:
+            return float(self.start)
+        if step >= self.finish:
+            return float(self.end)
+        frac = (step - self.begin) / (self.finish - self.begin)
+        return float(self.start + frac * (self.end - self.start))
+
+
+def paper_schedule(scale: float = 1.0) -> dict[str, linear_ramp]:
+    """The paper's warm-up (Sec. 4.1): BatchNorm (``r_max = 1, d_max = 0``) for 5k steps, then
+    ``r_max`` relaxed to 3 by step 40k and ``d_max`` to 5 by step 25k; ``scale`` shrinks the step
+    counts (e.g. 0.01 for a short run). Use as ``BatchRenorm2d(C, **paper_schedule())``."""
+    s = lambda k: int(round(k * scale))  # noqa: E731
+    return {"r_max": linear_ramp(1.0, 3.0, s(5000), s(40000)),
+            "d_max": linear_ramp(0.0, 5.0, s(5000), s(25000))}
+
+
+def batch_renorm(
+    input: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    r_max: float = 3.0,
+    d_max: float = 5.0,
+) -> Tensor:
+    """Batch renormalization over dim 1 of ``input`` ``(N, C, *spatial)``; the others are ``(C,)``.
+
+    In training the running buffers are updated in place after ``r`` and ``d`` are computed from
+    their old values. Checks and messages are ``F.batch_norm``'s; ``r_max >= 1`` and ``d_max >= 0``
+    (``ValueError`` otherwise).
+    """
+    if r_max < 1 or d_max < 0:
+        raise ValueError(f"batch_renorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
+    _checks.check_input_rank(input.dim())
+    _checks.check_enough_values(tuple(input.shape), training)
+    _checks.check_eps(eps, training)
+    c = input.shape[1]
+    _checks.check_batch_norm_params(c, training, running_mean.numel(), running_var.numel(),
+                                    None if weight is None else weight.numel(),
+                                    None if bias is None else bias.numel())
+    name = lambda t: None if t is None else str(t.dtype).removeprefix("torch.")  # noqa: E731
+    _checks.check_dtypes(name(input), [name(t) for t in (weight, bias, running_mean, running_var)])
+
+    ct = _compute_dtype(input.dtype)
+    x = input.to(ct)
+    dims = (0,) + tuple(range(2, input.dim()))
+    per_channel = (1, c) + (1,) * (input.dim() - 2)                   # broadcasts against x
+    mu = _cast(running_mean, ct, per_channel).detach()
+    var = _cast(running_var, ct, per_channel).detach()
+    if training:
+        x_hat, mean_b, var_b = standardize(x, dims, eps)
+        sigma = torch.sqrt(var + eps)
+        r = (torch.sqrt(var_b.detach() + eps) / sigma).clamp(1.0 / r_max, r_max)
+        d = ((mean_b.detach() - mu) / sigma).clamp(-d_max, d_max)
+        x_hat = x_hat * r + d
+        m = input.numel() // c
+        with torch.no_grad():
+            running_mean.copy_(torch.lerp(running_mean.to(ct), mean_b.reshape(c), momentum))
+            running_var.copy_(torch.lerp(running_var.to(ct), var_b.reshape(c) * (m / (m - 1)), momentum))
+    else:
+        x_hat = standardize(x, dims, eps, mean=mu, var=var)[0]
+    y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
+    return y.to(input.dtype)
+
+
+class _BatchRenorm(_BatchNorm):
+    """BatchNorm's parameters, buffers and ``state_dict``; the training forward renormalizes.
+
+    Args (beyond BatchNorm's ``num_features, eps, momentum, affine, device, dtype, bias``):
+        r_max: bound of ``r`` (>= 1), a number or a schedule ``step -> float``.
+        d_max: bound of ``d`` (>= 0), a number or a schedule ``step -> float``.
+
+    Running statistics are always tracked (the method needs them); ``momentum=None`` is the
+    cumulative average, as in BatchNorm. The schedules are evaluated at ``num_batches_tracked``
+    (the number of earlier training steps) when each training step starts.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, device=None, dtype=None, *, bias: bool = True,
+                 r_max: Limit = 3.0, d_max: Limit = 5.0) -> None:
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
+        self.r_max = r_max
+        self.d_max = d_max
+
+    def limits(self) -> tuple[float, float]:
+        """``(r_max, d_max)`` for the next training step."""
+        step = int(self.num_batches_tracked)
+        r_max = self.r_max(step) if callable(self.r_max) else float(self.r_max)
+        d_max = self.d_max(step) if callable(self.d_max) else float(self.d_max)
+        return r_max, d_max
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", r_max={self.r_max}, d_max={self.d_max}"
+
+    def forward(self, input: Tensor) -> Tensor:
+        """``input`` ``(N, C, *spatial)`` -> the same shape (see the subclass for the ranks)."""
+        self._check_input_dim(input)
+        r_max, d_max = self.limits()
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        return batch_renorm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, factor, self.eps, r_max, d_max)
+
+
+class BatchRenorm1d(_BatchRenorm):
+    """Batch renormalization of ``(N, C)`` or ``(N, C, L)`` input (``BatchNorm1d``'s shapes)."""
+
+    _allowed_ranks = (2, 3)
+
+
+class BatchRenorm2d(_BatchRenorm):
+    """Batch renormalization of ``(N, C, H, W)`` input (``BatchNorm2d``'s shapes)."""
+
+    _allowed_ranks = (4,)

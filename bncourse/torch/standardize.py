@@ -1,0 +1,295 @@
+"""One idea behind BatchNorm, LayerNorm, InstanceNorm, GroupNorm and RMSNorm: standardize over some axes.
+
+:func:`standardize` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and the (biased)
+variance taken over the given ``dims``; the layers differ only in those dims (for ``(N, C, H, W)``):
+
+=============  ===========================================  =======================
+layer          statistics pooled over                       :func:`standardize` call
+=============  ===========================================  =======================
+BatchNorm      the batch and the positions, per channel     dims ``(0, 2, 3)``
+LayerNorm      the last ``len(normalized_shape)`` axes      dims ``(-3, -2, -1)``
+InstanceNorm   the positions, per sample and channel        dims ``(2, 3)``
+GroupNorm      a group of channels and the positions        ``(N, G, C/G*H*W)``, dims ``(2,)``
+RMSNorm        like LayerNorm, without centring             dims ``(-1,)``, ``center=False``
+=============  ===========================================  =======================
+
+The functionals here (:func:`layer_norm`, :func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`)
+have ``torch.nn.functional``'s signatures, results and error messages (torch 2.13, CPU wording). They
+are written with plain differentiable tensor ops, so autograd supplies the backward and the double
+backward. float16/bfloat16 input is computed in float32 and returned in the input dtype.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+
+__all__ = ["standardize", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 are computed in float32 (torch's accumulate type); others as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def standardize(
+    x: Tensor,
+    dims: Sequence[int],
+    eps: float,
+    *,
+    center: bool = True,
+    mean: Tensor | None = None,
+    var: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Standardize ``x`` over ``dims``: the forward shared by the whole normalization family.
+
+    Args:
+        x: any shape, floating point (computed as it is: cast before calling for float16).
+        dims: the axes the statistics pool over.
+        eps: added to the variance inside the square root.
+        center: False for RMSNorm: ``mean`` is 0 and ``var`` is the mean square ``mean(x**2)``.
+        mean, var: given statistics (e.g. running averages in evaluation), broadcastable to ``x``;
+            they are used as they are instead of being computed from ``x``.
+
+    Returns:
+        ``(x_hat, mean, var)``: ``x_hat`` has ``x``'s shape; ``mean`` and ``var`` have ``x``'s
+        shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased).
+    """
+    if mean is None or var is None:
+        dims = tuple(dims)
+        mean = x.mean(dim=dims, keepdim=True) if center else None
+        xc = x - mean if center else x
+        var = (xc * xc).mean(dim=dims, keepdim=True)   # two-pass: exact for data with an offset
+        if mean is None:
+            mean = torch.zeros_like(var)
+    else:
+        xc = x - mean if center else x
+    return xc * torch.rsqrt(var + eps), mean, var
+
+
+def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """``x_hat * weight + bias`` (each optional; already shaped to broadcast)."""
+    y = x_hat if weight is None else x_hat * weight
+    return y if bias is None else y + bias
+
+
+def _size(shape: Sequence[int]) -> str:
+    """ATen's ``IntArrayRef`` printing: ``[4, 6, 5]``."""
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+def _dtype_name(t: Tensor | None) -> str | None:
+    return None if t is None else str(t.dtype).removeprefix("torch.")
+
+
+def _check_tensor(fn: str, name: str, pos: int, value: object, optional: bool = True) -> None:
+    if not isinstance(value, Tensor) and not (optional and value is None):
+        raise TypeError(f"{fn}(): argument '{name}' (position {pos}) must be Tensor, "
+                        f"not {type(value).__name__}")
+
+
+def _check_kernel_dtypes(kernel: str, input: Tensor, *params: Tensor | None) -> None:
+    """The CPU kernels' dtype rules of layer_norm/group_norm (probed on torch 2.13).
+
+    Parameters must have the input's dtype, or be float32 with float16/bfloat16 input ("mixed");
+    an integer/bool/complex input raises ``NotImplementedError: "<kernel>" not implemented for 'Long'``
+    when no parameter is given (with parameters, the mixed-dtype message comes first).
+    """
+    x = _dtype_name(input)
+    present = [_dtype_name(p) for p in params if p is not None]
+    if x not in _checks.FLOAT_DTYPES and not present:
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{_checks.torch_type_name(x)}'")
+    if x not in _checks.FLOAT_DTYPES:
+        if any(d != "float32" for d in present):
+            raise RuntimeError("mixed dtype (CPU): expect parameter to have scalar type of Float")
+        raise RuntimeError("mixed dtype (CPU): all inputs must share same datatype.")
+    _checks.check_dtypes(x, [_dtype_name(p) for p in params])
+
+
+def _normalized_shape(fn: str, normalized_shape: object) -> tuple[int, ...]:
+    if isinstance(normalized_shape, Integral) or not isinstance(normalized_shape, (tuple, list, torch.Size)):
+        raise TypeError(f"{fn}(): argument 'normalized_shape' (position 2) must be tuple of ints, "
+                        f"not {type(normalized_shape).__name__}")
+    return tuple(int(s) for s in normalized_shape)
+
+
+def _check_normalized(input: Tensor, shape: tuple[int, ...], weight: Tensor | None,
+                      bias: Tensor | None, star: str) -> None:
+    """ATen's ``_check_layer_norm_inputs`` / ``_check_rms_norm_inputs``, in their order."""
+    if len(shape) == 0:
+        raise RuntimeError("Expected normalized_shape to be at least 1-dimensional, i.e., containing "
+                           "at least one element, but got normalized_shape = []")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != shape:
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
+                               f"{name} of shape {_size(p.shape)} and normalized_shape = {_size(shape)}")
+    k = len(shape)
+    if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
+        raise RuntimeError(f"Given normalized_shape={_size(shape)}, expected input with shape "
+                           f"[*{star}{_size(shape)[1:-1]}], but got input of size{_size(input.shape)}")
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Same signature, results and errors as ``torch.nn.functional.layer_norm``.
+
+    ``input`` ``(*, *normalized_shape)``; ``weight``, ``bias`` ``normalized_shape``. Statistics per
+    sample over the last ``len(normalized_shape)`` axes.
+    """
+    _check_tensor("layer_norm", "input", 1, input, optional=False)
+    shape = _normalized_shape("layer_norm", normalized_shape)
+    _check_tensor("layer_norm", "weight", 3, weight)
+    _check_tensor("layer_norm", "bias", 4, bias)
+    _check_normalized(input, shape, weight, bias, star=", ")
+    _check_kernel_dtypes("LayerNormKernelImpl", input, weight, bias)
+    ct = _compute_dtype(input.dtype)
+    dims = tuple(range(-len(shape), 0))
+    x_hat, _, _ = standardize(input.to(ct), dims, eps)
+    return _affine(x_hat, _cast(weight, ct), _cast(bias, ct)).to(input.dtype)
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    eps: float | None = None,
+) -> Tensor:
+    """Same signature, results and errors as ``torch.nn.functional.rms_norm``.
+
+    ``y = x / sqrt(mean(x**2) + eps) * weight`` over the last ``len(normalized_shape)`` axes;
+    ``eps=None`` is the machine epsilon of the compute dtype (float32 for float16/bfloat16 input).
+    The output has the input's dtype whatever the weight's.
+    """
+    _check_tensor("rms_norm", "input", 1, input, optional=False)
+    shape = _normalized_shape("rms_norm", normalized_shape)
+    _check_tensor("rms_norm", "weight", 3, weight)
+    _check_normalized(input, shape, weight, None, star="")
+    if _dtype_name(input) not in _checks.FLOAT_DTYPES:
+        raise NotImplementedError(
+            f"\"rms_norm\" not implemented for '{_checks.torch_type_name(_dtype_name(input))}'")
+    ct = _compute_dtype(input.dtype)
+    eps = torch.finfo(ct).eps if eps is None else eps
+    dims = tuple(range(-len(shape), 0))
+    x_hat, _, _ = standardize(input.to(ct), dims, eps, center=False)
+    return _affine(x_hat, _cast(weight, ct), None).to(input.dtype)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Same signature, results and errors as ``torch.nn.functional.group_norm``.
+
+    ``input`` ``(N, C, *spatial)``; ``weight``, ``bias`` ``(C,)``. Statistics per sample over
+    each group of ``C / num_groups`` channels and all positions: :func:`standardize` over the last
+    axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
+    """
+    _check_tensor("group_norm", "input", 1, input, optional=False)
+    _check_tensor("group_norm", "weight", 3, weight)
+    _check_tensor("group_norm", "bias", 4, bias)
+    if input.dim() < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.dim()}")
+    n, c = input.shape[:2]
+    if c % num_groups != 0:
+        raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but "
+                           f"got input of shape {_size(input.shape)} and num_groups={num_groups}")
+    # torch 2.13's bias message prints the *weight's* shape ([0] without weight); kept verbatim
+    shown = _size(weight.shape) if weight is not None else "[0]"
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and (p.dim() != 1 or p.numel() != c):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels "
+                               f"in input, but got {name} of shape {shown} and input of shape "
+                               f"{_size(input.shape)}")
+    _check_kernel_dtypes("GroupNormKernelImpl", input, weight, bias)
+    ct = _compute_dtype(input.dtype)
+    grouped = input.to(ct).reshape(n, num_groups, -1)           # (N, G, C/G * S)
+    x_hat = standardize(grouped, (2,), eps)[0].reshape(input.shape)
+    per_channel = (c,) + (1,) * (input.dim() - 2)               # (C, 1, ..., 1) broadcasts
+    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Same signature, results and errors as ``torch.nn.functional.instance_norm``.
+
+    ``input`` ``(N, C, *spatial)``; the others ``(C,)``. With ``use_input_stats`` every (sample,
+    channel) is standardized over its positions, and the running buffers (if given) move towards the
+    batch average of the per-instance mean and *unbiased* variance, in place:
+    ``running = (1 - momentum) * running + momentum * mean_over_N(stat)``. Otherwise the running
+    statistics normalize (evaluation).
+    """
+    _check_tensor("instance_norm", "input", 1, input, optional=False)
+    if use_input_stats:
+        spatial = math.prod(input.shape[2:])
+        if spatial == 1:
+            raise ValueError("Expected more than 1 spatial element when training, got input size "
+                             + _checks.format_size(input.shape))
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise RuntimeError("Expected running_mean and running_var to be defined when "
+                           "use_input_stats is false")
+    if input.numel() == 0:
+        return input.clone()
+    # torch runs batch_norm on the (1, N * C, *spatial) view with every per-channel tensor repeated
+    # N times: its checks (and messages) count N * C channels.
+    n, c = input.shape[:2]
+    numel = lambda t: None if t is None else t.numel() * n  # noqa: E731
+    _checks.check_batch_norm_params(n * c, use_input_stats, numel(running_mean), numel(running_var),
+                                    numel(weight), numel(bias))
+    if torch.is_grad_enabled():
+        for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+            if t is not None and t.requires_grad:
+                raise RuntimeError(f"The function 'native_batch_norm' is not differentiable with "
+                                   f"respect to argument '{name}'. This input cannot have "
+                                   "requires_grad True.")
+    if use_input_stats:
+        _checks.check_stats_pairing(running_mean is not None, running_var is not None)
+    _checks.check_dtypes(_dtype_name(input), [_dtype_name(weight), _dtype_name(bias)])
+    ct = _compute_dtype(input.dtype)
+    x = input.to(ct)
+    dims = tuple(range(2, input.dim()))
+    per_channel = (c,) + (1,) * (input.dim() - 2)
+    if use_input_stats:
+        x_hat, mean, var = standardize(x, dims, eps)
+        if running_mean is not None and running_var is not None:
+            spatial = math.prod(input.shape[2:])
+            with torch.no_grad():
+                _lerp(running_mean, mean.mean(0).reshape(c), momentum)
+                _lerp(running_var, var.mean(0).reshape(c) * (spatial / (spatial - 1)), momentum)
+    else:
+        x_hat = standardize(x, dims, eps, mean=_cast(running_mean, ct, per_channel),
+                            var=_cast(running_var, ct, per_channel))[0]
+    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+
+
+def _lerp(buffer: Tensor, stat: Tensor, momentum: float) -> None:
+    """``buffer = (1 - momentum) * buffer + momentum * stat`` in place (in the statistic's dtype)."""
+    buffer.copy_((1.0 - momentum) * buffer.to(stat.dtype) + momentum * stat.detach())
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype, shape: Sequence[int] | None = None) -> Tensor | None:
+    """``t`` in ``dtype`` (and viewed as ``shape``); ``None`` stays ``None``."""
+    if t is None:
+        return None
+    t = t if t.dtype == dtype else t.to(dtype)
+    return t if shape is None else t.reshape(shape)
