@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from bncourse.training import set_seed
 
 __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
-           "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "RESIDUAL_VARIANTS", "residual_mlp",
+           "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread", "RESIDUAL_VARIANTS", "residual_mlp",
            "residual_stream_variance", "train_residual"]
 
 #: Names accepted by :func:`make_norm`.
@@ -37,7 +37,8 @@ def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -
     """One normalization layer of the family, by name, from ``bncourse.torch``.
 
     Args:
-        kind: ``"none"`` (identity), ``"bn"`` (BatchNorm), ``"brn"`` (Batch Renormalization), ``"gn"``
+        kind: ``"none"`` (identity), ``"bn"`` (BatchNorm), ``"brn"`` (Batch Renormalization with
+            r_max = 1.5, d_max = 0.5 from the first step), ``"gn"``
             (GroupNorm with ``groups`` groups), ``"ln"`` (LayerNorm over all features; over (C, H, W) for
             ``dims=2``), ``"in"`` (InstanceNorm, ``dims=2`` only) or ``"rms"`` (RMSNorm over the last axis).
         num_features: C, the number of features (dims=1: input (N, C)) or channels (dims=2: (N, C, H, W)).
@@ -52,8 +53,9 @@ def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -
         return nn.Identity()
     if kind == "bn":
         return bt.BatchNorm1d(num_features) if dims == 1 else bt.BatchNorm2d(num_features)
-    if kind == "brn":
-        return bt.BatchRenorm1d(num_features) if dims == 1 else bt.BatchRenorm2d(num_features)
+    if kind == "brn":   # fixed limits r_max = 1.5, d_max = 0.5: the Group Normalization paper's BRN setting
+        layer = bt.BatchRenorm1d if dims == 1 else bt.BatchRenorm2d
+        return layer(num_features, r_max=1.5, d_max=0.5)
     if kind == "gn":
         return bt.GroupNorm(groups, num_features)
     if kind == "ln":
@@ -203,6 +205,23 @@ def neighbour_sensitivity(layer: nn.Module, kind: str, *, d: int = 16, t: int = 
         with torch.no_grad():
             outputs.append(token_norm(layer, torch.cat([own, others]), lengths, kind=kind)[0])
     return max((o - outputs[0]).abs().max().item() for o in outputs)
+
+
+def batch_mean_spread(batch: int, length: int, rho: float, *, draws: int = 2000, seed: int = 0) -> float:
+    """Standard deviation, over ``draws`` batches, of a feature's batch mean over ``batch`` sequences of
+    ``length`` tokens, when tokens of one sequence share a component: x_bt = s_b + e_bt with Var(s_b) = rho,
+    Var(e_bt) = 1 - rho (so every token has variance 1 and tokens of one sequence correlate by rho).
+
+    Independent tokens would give 1 / sqrt(batch * length); the correlation makes it
+    sqrt((1 + (length - 1) * rho) / (batch * length)): an effective batch of
+    batch * length / (1 + (length - 1) * rho) tokens, about ``batch`` when rho * length >> 1.
+    """
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho must be in [0, 1], got {rho}")
+    gen = torch.Generator().manual_seed(seed)
+    shared = torch.randn(draws, batch, 1, generator=gen, dtype=torch.float64) * math.sqrt(rho)
+    own = torch.randn(draws, batch, length, generator=gen, dtype=torch.float64) * math.sqrt(1.0 - rho)
+    return (shared + own).mean(dim=(1, 2)).std().item()
 
 
 # --------------------------------------------------------------------------------------------------
