@@ -4,7 +4,8 @@
 * :func:`pooled_axes` / :func:`shared_statistics_mask` describe which entries of an (N, C, H, W) tensor share
   statistics under BN, LN, IN and GN (the "axis picture");
 * :func:`small_batch_accuracy` trains one small MLP at a given batch size on a fixed number of images;
-  :func:`values_per_statistic` counts the values one statistic pools over (BN's *effective* batch);
+  :func:`values_per_statistic` counts the values one statistic pools over and :func:`batch_mean_noise`
+  measures how noisy the batch mean is (BN's *effective* batch);
 * :func:`token_norm` normalizes a padded batch of token sequences, :func:`neighbour_sensitivity` measures how
   much one sequence's output moves when only the other sequences of the batch change;
 * :func:`residual_stream_variance` measures the variance of a residual stream block by block at
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from bncourse.training import set_seed
 
 __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
-           "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread", "RESIDUAL_VARIANTS", "residual_mlp",
+           "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread", "RESIDUAL_VARIANTS", "residual_mlp",
            "residual_stream_variance", "train_residual"]
 
 #: Names accepted by :func:`make_norm`.
@@ -123,6 +124,29 @@ def values_per_statistic(kind: str, shape: Sequence[int], *, groups: int = 8) ->
 # --------------------------------------------------------------------------------------------------
 # Small batches
 # --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def batch_mean_noise(features: Tensor, batch_size: int, *, draws: int = 500, seed: int = 0) -> float:
+    """How noisy BN's batch mean is: the standard deviation, over ``draws`` random batches of ``batch_size``
+    samples, of each channel's batch mean (pooled over N, or N·H·W), in units of the channel's population
+    standard deviation over all of ``features``; averaged over channels.
+
+    Args:
+        features: a layer's outputs over a data set, (n, C) or (n, C, H, W).
+
+    For independent values this is 1 / sqrt(values per statistic): 1 / sqrt(N) for dense features. For
+    convolutional channels neighbouring positions are correlated, so the N·H·W values count for fewer.
+    """
+    if features.ndim < 2 or not 1 <= batch_size <= len(features):
+        raise ValueError(f"need features (n, C, ...) and 1 <= batch_size <= n, got {tuple(features.shape)}, "
+                         f"{batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    dims = (0,) + tuple(range(2, features.ndim))
+    population_std = features.transpose(0, 1).reshape(features.shape[1], -1).std(dim=1)
+    means = torch.stack([features[torch.randint(0, len(features), (batch_size,), generator=gen)].mean(dim=dims)
+                         for _ in range(draws)])                                  # (draws, C)
+    return (means.std(dim=0) / population_std).mean().item()
 
 
 def small_batch_accuracy(kind: str, batch_size: int, x: Tensor, y: Tensor, x_eval: Tensor, y_eval: Tensor, *,

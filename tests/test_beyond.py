@@ -140,6 +140,20 @@ def test_small_batch_is_deterministic_and_checks_batch(digits):
         beyond.small_batch_accuracy("bn", 1, x, y, xe, ye)
 
 
+def test_batch_mean_noise():
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.randn(4000, 8, generator=gen) * 3 + 1                               # independent samples
+    for n in (2, 8, 32):
+        assert beyond.batch_mean_noise(dense, n, draws=2000) == pytest.approx(n ** -0.5, rel=0.06)
+    # a channel whose H*W positions all repeat one value per sample: pooling positions gains nothing
+    constant_maps = dense[:, :, None, None].expand(-1, -1, 4, 4)
+    assert beyond.batch_mean_noise(constant_maps, 8, draws=2000) == pytest.approx(8 ** -0.5, rel=0.06)
+    independent_maps = torch.randn(4000, 8, 4, 4, generator=gen)                       # 16 independent values
+    assert beyond.batch_mean_noise(independent_maps, 8, draws=2000) == pytest.approx((8 * 16) ** -0.5, rel=0.06)
+    with pytest.raises(ValueError, match="batch_size"):
+        beyond.batch_mean_noise(dense, 0)
+
+
 # ------------------------------------------------------------------------------------ padded tokens
 
 
