@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bncourse import torch as bt
 from bncourse.training import set_seed
 
 __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
-           "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread", "RESIDUAL_VARIANTS", "residual_mlp",
-           "residual_stream_variance", "train_residual"]
+           "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread",
+           "RESIDUAL_VARIANTS", "residual_mlp", "residual_stream_variance", "train_residual"]
 
 #: Names accepted by :func:`make_norm`.
 NORM_KINDS = ("none", "bn", "brn", "gn", "ln", "in", "rms")
@@ -39,15 +40,13 @@ def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -
 
     Args:
         kind: ``"none"`` (identity), ``"bn"`` (BatchNorm), ``"brn"`` (Batch Renormalization with
-            r_max = 1.5, d_max = 0.5 from the first step), ``"gn"``
-            (GroupNorm with ``groups`` groups), ``"ln"`` (LayerNorm over all features; over (C, H, W) for
-            ``dims=2``), ``"in"`` (InstanceNorm, ``dims=2`` only) or ``"rms"`` (RMSNorm over the last axis).
+            r_max = 1.5, d_max = 0.5 from the first step), ``"gn"`` (GroupNorm with ``groups`` groups),
+            ``"ln"`` (LayerNorm over all features; over (C, H, W) for ``dims=2``), ``"in"`` (InstanceNorm,
+            ``dims=2`` only) or ``"rms"`` (RMSNorm over the last axis).
         num_features: C, the number of features (dims=1: input (N, C)) or channels (dims=2: (N, C, H, W)).
         groups: number of groups of ``"gn"``; must divide ``num_features``.
         dims: 1 for (N, C) inputs, 2 for (N, C, H, W).
     """
-    from bncourse import torch as bt
-
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims}")
     if kind == "none":

@@ -14,6 +14,8 @@ al.'s rule; :meth:`RowRNN.extend_steps` instead adds fresh per-step layers whose
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -54,8 +56,6 @@ class RowRNN(nn.Module):
 
     def extend_steps(self, steps: int) -> None:
         """Give a per-step model its own (fresh) layers for steps up to ``steps``, copies of the last one."""
-        import copy
-
         if self.norm_kind != "bn_step":
             raise ValueError("only the 'bn_step' model has per-step layers")
         while len(self.norms) < steps:

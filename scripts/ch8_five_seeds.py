@@ -32,10 +32,13 @@ def small_batch(x, y, xe, ye) -> None:
     for k in kinds:
         print(f"small batch {k:4s}", "  ".join(f"b{b}: {spread([acc[k, b, s] for s in SEEDS])}" for b in batches))
     diff = lambda a, b: [acc[a + (s,)] - acc[b + (s,)] for s in SEEDS]  # noqa: E731
-    print("  BN(32) - BN(2)", spread(diff(("bn", 32), ("bn", 2))), " BN(32) - BN(4)", spread(diff(("bn", 32), ("bn", 4))))
+    print("  BN(32) - BN(2)", spread(diff(("bn", 32), ("bn", 2))),
+          " BN(32) - BN(4)", spread(diff(("bn", 32), ("bn", 4))))
     for k in ("gn", "ln"):
-        print(f"  {k}(2) - {k}(32)", spread(diff((k, 2), (k, 32))), f" {k}(2) - BN(2)", spread(diff((k, 2), ("bn", 2))),
-              f" BN(32) - {k}(32)", spread(diff(("bn", 32), (k, 32))), f" {k}(2) - BRN(2)", spread(diff((k, 2), ("brn", 2))))
+        print(f"  {k}(2) - {k}(32)", spread(diff((k, 2), (k, 32))),
+              f" {k}(2) - BN(2)", spread(diff((k, 2), ("bn", 2))),
+              f" BN(32) - {k}(32)", spread(diff(("bn", 32), (k, 32))),
+              f" {k}(2) - BRN(2)", spread(diff((k, 2), ("brn", 2))))
     print("  BRN(2) - BN(2)", spread(diff(("brn", 2), ("bn", 2))))
 
 
