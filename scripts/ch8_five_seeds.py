@@ -22,6 +22,8 @@ SEEDS = range(5)
 
 def spread(values) -> str:
     values = np.asarray(values, dtype=float)
+    if np.isnan(values).all():
+        return "n/a"
     return f"{np.nanmin(values):.3f}-{np.nanmax(values):.3f}"
 
 
