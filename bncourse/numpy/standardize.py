@@ -1,4 +1,4 @@
-"""The normalization family in NumPy: one standardize forward, one compact backward, five layers.
+"""The normalization family in NumPy: one standardize forward, one compact backward, four layers.
 
 ``standardize_forward(x, axes)`` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and
 the biased variance over ``axes``; ``standardize_backward(dx_hat, cache)`` is the compact backward.
@@ -22,11 +22,16 @@ Compact backward, with ``g = dL/dx_hat`` and means over ``axes``::
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Sequence
 
 import numpy as np
+
+from bncourse import _checks
+from bncourse._norm_checks import (check_group_norm, check_group_norm_ctor, check_normalized_shape,
+                                   check_num_features, check_spatial_size)
 
 __all__ = [
     "StandardizeCache",
@@ -72,11 +77,16 @@ def standardize_forward(
         axes: the axes the statistics pool over.
         eps: added to the variance.
         center: False for RMSNorm (no mean; ``var`` is the mean square).
-        mean, var: given statistics broadcastable to ``x`` (running averages in evaluation).
+        mean, var: given statistics broadcastable to ``x`` (running averages in evaluation);
+            both or neither.
 
     Returns:
-        ``(x_hat, cache)``; ``x_hat`` has ``x``'s shape.
+        ``(x_hat, cache)``; ``x_hat`` has ``x``'s shape, the cached statistics have ``x``'s shape
+        with 1 along ``axes``: ``x`` ``(N, C, H, W)`` with axes ``(0, 2, 3)`` (BatchNorm) gives
+        ``(1, C, 1, 1)``, with axes ``(1, 2, 3)`` (LayerNorm) ``(N, 1, 1, 1)``.
     """
+    if (mean is None) != (var is None):
+        raise ValueError("standardize_forward: give both mean and var, or neither")
     axes = tuple(a % x.ndim for a in axes)
     batch_stats = mean is None or var is None
     if batch_stats:
@@ -102,12 +112,16 @@ def standardize_backward(dx_hat: np.ndarray, cache: StandardizeCache) -> np.ndar
 def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``a`` down to ``shape`` (the inverse of broadcasting ``shape`` up to ``a.shape``)."""
     lead = a.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and a.shape[lead + i] != 1)
     return a.sum(axis=axes).reshape(shape) if axes else a.reshape(shape)
 
 
 class _Standardized:
     """Base of the NumPy layers: ``forward`` = standardize over ``_axes`` + affine; ``backward``.
+
+    float16 input is computed in float32 (as torch does); outputs and ``dx`` have the input's
+    dtype, parameter gradients the parameters'.
 
     Subclasses set the parameters (``weight``/``bias`` or None) and say how an input is viewed
     (``_view``), over which axes of the view the statistics pool (``_axes``) and how the
@@ -143,6 +157,9 @@ class _Standardized:
     def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def _check(self, x: np.ndarray) -> None:
+        """Raise torch's error for an input this layer cannot take."""
+
     def _given_stats(self, xv: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         return None, None
 
@@ -152,7 +169,8 @@ class _Standardized:
     # --- forward / backward ------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` -> ``y`` of the same shape (see the subclass for the accepted shapes)."""
-        xv = self._view(x)
+        self._check(x)
+        xv = self._view(x).astype(np.float32 if x.dtype == np.float16 else x.dtype, copy=False)
         mean, var = self._given_stats(xv)
         x_hat, cache = standardize_forward(xv, self._axes(xv), self._eps(x), center=self.center,
                                            mean=mean, var=var)
@@ -172,16 +190,20 @@ class _Standardized:
         if self._cache is None:
             raise RuntimeError("backward called before forward")
         cache, x_shape = self._cache
+        dy_dtype = dy.dtype
+        dy = dy.astype(cache.x_hat.dtype, copy=False)           # float16 is computed in float32
         x_hat = cache.x_hat.reshape(x_shape)
         pshape = self._param_shape(x_hat)
-        self.grad_bias = None if self.bias is None else _reduce_to(dy, pshape).reshape(self.bias.shape)
+        self.grad_bias = None if self.bias is None else \
+            _reduce_to(dy, pshape).reshape(self.bias.shape).astype(self.bias.dtype, copy=False)
         if self.weight is not None:
-            self.grad_weight = _reduce_to(dy * x_hat, pshape).reshape(self.weight.shape)
+            self.grad_weight = _reduce_to(dy * x_hat, pshape).reshape(self.weight.shape).astype(
+                self.weight.dtype, copy=False)
             dy = dy * self.weight.reshape(pshape)
         else:
             self.grad_weight = None
         dx = standardize_backward(dy.reshape(cache.x_hat.shape), cache)
-        return dx.reshape(x_shape)
+        return dx.reshape(x_shape).astype(dy_dtype, copy=False)
 
     def _eps(self, x: np.ndarray) -> float:
         return self.eps
@@ -200,6 +222,10 @@ class _Standardized:
 
     def _state(self) -> dict[str, np.ndarray | None]:
         return {"weight": self.weight, "bias": self.bias}
+
+
+def _shape(a: np.ndarray | None) -> tuple[int, ...] | None:
+    return None if a is None else tuple(a.shape)
 
 
 def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -222,11 +248,17 @@ class LayerNorm(_Standardized):
         self.weight = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
         self.bias = np.zeros(self.normalized_shape, dtype) if elementwise_affine and bias else None
 
+    def _check(self, x: np.ndarray) -> None:
+        check_normalized_shape(self.normalized_shape, x.shape, _shape(self.weight), _shape(self.bias),
+                               rms=not self.center)
+
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
-        if tuple(x.shape[x.ndim - len(self.normalized_shape):]) != self.normalized_shape:
-            raise ValueError(f"expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
-                             f"got {tuple(x.shape)}")
         return tuple(range(-len(self.normalized_shape), 0))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.weight is not None}"
+                + ("" if not self.center else f", bias={self.bias is not None}") + ")")
 
     def _param_shape(self, x: np.ndarray) -> tuple[int, ...]:
         return self.normalized_shape
@@ -269,16 +301,22 @@ class GroupNorm(_PerChannel):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  *, bias: bool = True, dtype: type = np.float32) -> None:
         super().__init__()
-        if num_channels % num_groups != 0:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        check_group_norm_ctor(num_groups, num_channels)
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self._init_params(num_channels, affine, bias, dtype)
 
+    def _check(self, x: np.ndarray) -> None:
+        check_group_norm(x.shape, self.num_groups, _shape(self.weight), _shape(self.bias))
+
     def _view(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(x.shape[0], self.num_groups, -1)        # (N, G, C/G * S)
+        return x.reshape(x.shape[0], self.num_groups, math.prod(x.shape[1:]) // self.num_groups)  # (N, G, C/G*S)
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (2,)
+
+    def __repr__(self) -> str:
+        return (f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
+                f"affine={self.weight is not None}, bias={self.bias is not None})")
 
 
 class InstanceNorm(_PerChannel):
@@ -300,8 +338,25 @@ class InstanceNorm(_PerChannel):
         self.running_var = np.ones(num_features, dtype) if track_running_stats else None
         self.num_batches_tracked = np.array(0, np.int64) if track_running_stats else None
 
+    def _check(self, x: np.ndarray) -> None:
+        _checks.check_input_rank(x.ndim)
+        use_input_stats = self.training or not self.track_running_stats
+        if use_input_stats:
+            check_spatial_size(x.shape, torch_style=False)
+        mismatch = check_num_features(1, x.shape[1], self.num_features, self.weight is not None)
+        if mismatch:
+            warnings.warn(mismatch, stacklevel=3)
+        if self.track_running_stats:
+            n = x.shape[0]    # torch counts the N * C channels of its (1, N * C, *spatial) view
+            _checks.check_param_sizes(n * x.shape[1], running_mean=n * self.num_features)
+
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return tuple(range(2, x.ndim))
+
+    def __repr__(self) -> str:
+        return (f"InstanceNorm({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.weight is not None}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats})")
 
     def _given_stats(self, xv):
         if self.training or not self.track_running_stats:

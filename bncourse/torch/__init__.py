@@ -11,10 +11,10 @@ from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
 __all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "convert_batchnorm"]
 
-# The normalization family on one generic ``standardize`` (see ``standardize``, ``norms``, ``renorm``).
+# The normalization family on one generic ``standardize`` (modules ``norm_functional``, ``norms``, ``renorm``).
 from .norms import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, RMSNorm
 from .renorm import BatchRenorm1d, BatchRenorm2d, batch_renorm, linear_ramp, paper_schedule
-from .standardize import group_norm, instance_norm, layer_norm, rms_norm, standardize
+from .norm_functional import group_norm, instance_norm, layer_norm, rms_norm, standardize
 
 __all__ += ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm",
             "BatchRenorm1d", "BatchRenorm2d", "batch_renorm", "linear_ramp", "paper_schedule",

@@ -1,6 +1,6 @@
 """``LayerNorm``, ``GroupNorm``, ``InstanceNorm1d/2d/3d``, ``RMSNorm``: drop-in for ``torch.nn``'s.
 
-Each is a thin ``torch.nn.Module`` over a functional of :mod:`bncourse.torch.standardize`, with
+Each is a thin ``torch.nn.Module`` over a functional of :mod:`bncourse.torch.norm_functional`, with
 torch's constructor arguments (``device``/``dtype`` included), parameters, buffers, ``state_dict``
 keys, ``extra_repr`` and error messages. Nothing of torch's native normalization is used.
 
@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
+from .._norm_checks import check_group_norm_ctor, check_num_features
 from .modules import _BatchNorm
-from .standardize import group_norm, instance_norm, layer_norm, rms_norm
+from .norm_functional import group_norm, instance_norm, layer_norm, rms_norm
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"]
 
@@ -115,8 +116,7 @@ class GroupNorm(Module):
                  device=None, dtype=None, *, bias: bool = True) -> None:
         factory_kwargs = {"device": device, "dtype": dtype}
         super().__init__()
-        if num_channels % num_groups != 0:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        check_group_norm_ctor(num_groups, num_channels)
         self.num_groups = num_groups
         self.num_channels = num_channels
         self.eps = eps
@@ -201,13 +201,9 @@ class _InstanceNorm(_BatchNorm):
         """``(N, C, *spatial)`` or ``(C, *spatial)`` -> the same shape."""
         self._check_input_dim(input)
         feature_dim = input.dim() - self._no_batch_dim
-        if input.size(feature_dim) != self.num_features:
-            if self.affine:
-                raise ValueError(f"expected input's size at dim={feature_dim} to match num_features"
-                                 f" ({self.num_features}), but got: {input.size(feature_dim)}.")
-            warnings.warn(f"input's size at dim={feature_dim} does not match num_features. "
-                          "You can silence this warning by not passing in num_features, "
-                          "which is not used because affine=False", stacklevel=2)
+        mismatch = check_num_features(feature_dim, input.size(feature_dim), self.num_features, self.affine)
+        if mismatch:
+            warnings.warn(mismatch, stacklevel=2)
         if input.dim() == self._no_batch_dim:
             return self._apply_instance_norm(input.unsqueeze(0)).squeeze(0)
         return self._apply_instance_norm(input)

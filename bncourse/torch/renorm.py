@@ -1,5 +1,5 @@
 """Batch Renormalization (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
-in Batch-Normalized Models"), on the same :func:`~bncourse.torch.standardize.standardize` as the rest.
+in Batch-Normalized Models"), on the same :func:`~bncourse.torch.standardize` as the rest.
 
 Training, per channel, with the batch statistics ``mu_B``, ``sigma_B = sqrt(var_B + eps)`` and the
 running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the paper)::
@@ -24,19 +24,17 @@ so far (``num_batches_tracked`` before the step). :func:`linear_ramp` builds the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from .. import _checks
+from .functional import batch_norm
 from .modules import _BatchNorm
-from .standardize import _affine, _cast, _compute_dtype, standardize
+from .norm_functional import _affine, _cast, _compute_dtype, standardize
 
 __all__ = ["BatchRenorm1d", "BatchRenorm2d", "batch_renorm", "linear_ramp", "paper_schedule"]
-
-Limit = Union[float, Callable[[int], float]]
-
 
 @dataclass(frozen=True)
 class linear_ramp:  # noqa: N801  (used like a function)
@@ -85,13 +83,18 @@ def batch_renorm(
 
     In training the running buffers are updated in place after ``r`` and ``d`` are computed from
     their old values. Checks and messages are ``F.batch_norm``'s; ``r_max >= 1`` and ``d_max >= 0``
-    (``ValueError`` otherwise).
+    (``ValueError`` otherwise). A zero-size batch is BatchNorm's (an empty output, no update).
     """
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_renorm needs running_mean and running_var: r and d compare the batch "
+                         "statistics with them")
     if r_max < 1 or d_max < 0:
         raise ValueError(f"batch_renorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
     _checks.check_input_rank(input.dim())
     _checks.check_enough_values(tuple(input.shape), training)
     _checks.check_eps(eps, training)
+    if input.numel() == 0:     # no statistics: BatchNorm's early return (buffers left alone)
+        return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
     c = input.shape[1]
     _checks.check_batch_norm_params(c, training, running_mean.numel(), running_var.numel(),
                                     None if weight is None else weight.numel(),
@@ -124,18 +127,25 @@ def batch_renorm(
 class _BatchRenorm(_BatchNorm):
     """BatchNorm's parameters, buffers and ``state_dict``; the training forward renormalizes.
 
-    Args (beyond BatchNorm's ``num_features, eps, momentum, affine, device, dtype, bias``):
+    Args: BatchNorm's (``num_features, eps, momentum, affine, track_running_stats, device, dtype``
+    and keyword-only ``bias``, in the same positions), and keyword-only
+
         r_max: bound of ``r`` (>= 1), a number or a schedule ``step -> float``.
         d_max: bound of ``d`` (>= 0), a number or a schedule ``step -> float``.
 
-    Running statistics are always tracked (the method needs them); ``momentum=None`` is the
-    cumulative average, as in BatchNorm. The schedules are evaluated at ``num_batches_tracked``
-    (the number of earlier training steps) when each training step starts.
+    ``track_running_stats`` must stay True: r and d compare the batch statistics with the running
+    ones (``ValueError`` otherwise). ``momentum=None`` is the cumulative average, as in BatchNorm.
+    The schedules are evaluated at ``num_batches_tracked`` (the number of earlier training steps)
+    when each training step starts.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, device=None, dtype=None, *, bias: bool = True,
-                 r_max: Limit = 3.0, d_max: Limit = 5.0) -> None:
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None, *,
+                 bias: bool = True,
+                 r_max: float | Callable[[int], float] = 3.0,
+                 d_max: float | Callable[[int], float] = 5.0) -> None:
+        if not track_running_stats:
+            raise ValueError("BatchRenorm needs running statistics: track_running_stats must be True")
         super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
         self.r_max = r_max
         self.d_max = d_max

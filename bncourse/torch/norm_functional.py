@@ -1,22 +1,24 @@
 """One idea behind BatchNorm, LayerNorm, InstanceNorm, GroupNorm and RMSNorm: standardize over some axes.
 
-:func:`standardize` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and the (biased)
-variance taken over the given ``dims``; the layers differ only in those dims (for ``(N, C, H, W)``):
+:func:`~bncourse.torch.standardize` computes ``x_hat = (x - mean) / sqrt(var + eps)`` with the mean and
+the (biased) variance taken over the given ``dims``; the layers differ only in those dims (for an input
+of shape ``(N, C, H, W)``):
 
-=============  ===========================================  =======================
-layer          statistics pooled over                       :func:`standardize` call
-=============  ===========================================  =======================
+=============  ===========================================  ==================================
+layer          statistics pooled over                       ``standardize`` call
+=============  ===========================================  ==================================
 BatchNorm      the batch and the positions, per channel     dims ``(0, 2, 3)``
 LayerNorm      the last ``len(normalized_shape)`` axes      dims ``(-3, -2, -1)``
 InstanceNorm   the positions, per sample and channel        dims ``(2, 3)``
-GroupNorm      a group of channels and the positions        ``(N, G, C/G*H*W)``, dims ``(2,)``
+GroupNorm      a group of channels and the positions        view ``(N, G, C/G*H*W)``, dims ``(2,)``
 RMSNorm        like LayerNorm, without centring             dims ``(-1,)``, ``center=False``
-=============  ===========================================  =======================
+=============  ===========================================  ==================================
 
-The functionals here (:func:`layer_norm`, :func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`)
-have ``torch.nn.functional``'s signatures, results and error messages (torch 2.13, CPU wording). They
-are written with plain differentiable tensor ops, so autograd supplies the backward and the double
-backward. float16/bfloat16 input is computed in float32 and returned in the input dtype.
+The functionals here (:func:`~bncourse.torch.layer_norm`, :func:`~bncourse.torch.group_norm`,
+:func:`~bncourse.torch.instance_norm`, :func:`~bncourse.torch.rms_norm`) have
+``torch.nn.functional``'s signatures, results and error messages (torch 2.13, CPU wording). They are
+written with plain differentiable tensor ops, so autograd supplies the backward and the double backward.
+float16/bfloat16 input is computed in float32 and returned in the input dtype.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .._norm_checks import check_group_norm, check_normalized_shape, check_spatial_size
 
 __all__ = ["standardize", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
 
@@ -54,17 +57,19 @@ def standardize(
         eps: added to the variance inside the square root.
         center: False for RMSNorm: ``mean`` is 0 and ``var`` is the mean square ``mean(x**2)``.
         mean, var: given statistics (e.g. running averages in evaluation), broadcastable to ``x``;
-            they are used as they are instead of being computed from ``x``.
+            both or neither. They are used as they are instead of being computed from ``x``.
 
     Returns:
         ``(x_hat, mean, var)``: ``x_hat`` has ``x``'s shape; ``mean`` and ``var`` have ``x``'s
         shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased).
     """
+    if (mean is None) != (var is None):
+        raise ValueError("standardize: give both mean and var, or neither")
     if mean is None or var is None:
         dims = tuple(dims)
         mean = x.mean(dim=dims, keepdim=True) if center else None
         xc = x - mean if center else x
-        var = (xc * xc).mean(dim=dims, keepdim=True)   # two-pass: exact for data with an offset
+        var = (xc * xc).mean(dim=dims, keepdim=True)   # two passes: accurate for data with an offset
         if mean is None:
             mean = torch.zeros_like(var)
     else:
@@ -74,13 +79,14 @@ def standardize(
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """``x_hat * weight + bias`` (each optional; already shaped to broadcast)."""
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias, x_hat, weight)       # one fused op (forward and backward)
     y = x_hat if weight is None else x_hat * weight
     return y if bias is None else y + bias
 
 
-def _size(shape: Sequence[int]) -> str:
-    """ATen's ``IntArrayRef`` printing: ``[4, 6, 5]``."""
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+def _shape(t: Tensor | None) -> tuple[int, ...] | None:
+    return None if t is None else tuple(t.shape)
 
 
 def _dtype_name(t: Tensor | None) -> str | None:
@@ -118,22 +124,6 @@ def _normalized_shape(fn: str, normalized_shape: object) -> tuple[int, ...]:
     return tuple(int(s) for s in normalized_shape)
 
 
-def _check_normalized(input: Tensor, shape: tuple[int, ...], weight: Tensor | None,
-                      bias: Tensor | None, star: str) -> None:
-    """ATen's ``_check_layer_norm_inputs`` / ``_check_rms_norm_inputs``, in their order."""
-    if len(shape) == 0:
-        raise RuntimeError("Expected normalized_shape to be at least 1-dimensional, i.e., containing "
-                           "at least one element, but got normalized_shape = []")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and tuple(p.shape) != shape:
-            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
-                               f"{name} of shape {_size(p.shape)} and normalized_shape = {_size(shape)}")
-    k = len(shape)
-    if input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
-        raise RuntimeError(f"Given normalized_shape={_size(shape)}, expected input with shape "
-                           f"[*{star}{_size(shape)[1:-1]}], but got input of size{_size(input.shape)}")
-
-
 def layer_norm(
     input: Tensor,
     normalized_shape: Sequence[int],
@@ -150,12 +140,12 @@ def layer_norm(
     shape = _normalized_shape("layer_norm", normalized_shape)
     _check_tensor("layer_norm", "weight", 3, weight)
     _check_tensor("layer_norm", "bias", 4, bias)
-    _check_normalized(input, shape, weight, bias, star=", ")
+    check_normalized_shape(shape, tuple(input.shape), _shape(weight), _shape(bias))
     _check_kernel_dtypes("LayerNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
     dims = tuple(range(-len(shape), 0))
     x_hat, _, _ = standardize(input.to(ct), dims, eps)
-    return _affine(x_hat, _cast(weight, ct), _cast(bias, ct)).to(input.dtype)
+    return _affine(x_hat, _cast(weight, ct), _cast(bias, ct)).to(input.dtype).contiguous()  # as torch's
 
 
 def rms_norm(
@@ -173,7 +163,7 @@ def rms_norm(
     _check_tensor("rms_norm", "input", 1, input, optional=False)
     shape = _normalized_shape("rms_norm", normalized_shape)
     _check_tensor("rms_norm", "weight", 3, weight)
-    _check_normalized(input, shape, weight, None, star="")
+    check_normalized_shape(shape, tuple(input.shape), _shape(weight), rms=True)
     if _dtype_name(input) not in _checks.FLOAT_DTYPES:
         raise NotImplementedError(
             f"\"rms_norm\" not implemented for '{_checks.torch_type_name(_dtype_name(input))}'")
@@ -181,7 +171,8 @@ def rms_norm(
     eps = torch.finfo(ct).eps if eps is None else eps
     dims = tuple(range(-len(shape), 0))
     x_hat, _, _ = standardize(input.to(ct), dims, eps, center=False)
-    return _affine(x_hat, _cast(weight, ct), None).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct), None).to(input.dtype)
+    return y.contiguous(memory_format=_memory_format(input))   # torch keeps channels_last only
 
 
 def group_norm(
@@ -194,31 +185,21 @@ def group_norm(
     """Same signature, results and errors as ``torch.nn.functional.group_norm``.
 
     ``input`` ``(N, C, *spatial)``; ``weight``, ``bias`` ``(C,)``. Statistics per sample over
-    each group of ``C / num_groups`` channels and all positions: :func:`standardize` over the last
-    axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
+    each group of ``C / num_groups`` channels and all positions: :func:`~bncourse.torch.standardize`
+    over the last axis of the ``(N, num_groups, C / num_groups * prod(spatial))`` view.
     """
     _check_tensor("group_norm", "input", 1, input, optional=False)
     _check_tensor("group_norm", "weight", 3, weight)
     _check_tensor("group_norm", "bias", 4, bias)
-    if input.dim() < 2:
-        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.dim()}")
+    check_group_norm(tuple(input.shape), num_groups, _shape(weight), _shape(bias))
     n, c = input.shape[:2]
-    if c % num_groups != 0:
-        raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but "
-                           f"got input of shape {_size(input.shape)} and num_groups={num_groups}")
-    # torch 2.13's bias message prints the *weight's* shape ([0] without weight); kept verbatim
-    shown = _size(weight.shape) if weight is not None else "[0]"
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and (p.dim() != 1 or p.numel() != c):
-            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels "
-                               f"in input, but got {name} of shape {shown} and input of shape "
-                               f"{_size(input.shape)}")
     _check_kernel_dtypes("GroupNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
-    grouped = input.to(ct).reshape(n, num_groups, -1)           # (N, G, C/G * S)
+    grouped = input.to(ct).reshape(n, num_groups, math.prod(input.shape[1:]) // num_groups)  # (N, G, C/G*S)
     x_hat = standardize(grouped, (2,), eps)[0].reshape(input.shape)
     per_channel = (c,) + (1,) * (input.dim() - 2)               # (C, 1, ..., 1) broadcasts
-    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    return y.contiguous(memory_format=_memory_format(input))    # torch keeps channels_last here
 
 
 def instance_norm(
@@ -241,10 +222,7 @@ def instance_norm(
     """
     _check_tensor("instance_norm", "input", 1, input, optional=False)
     if use_input_stats:
-        spatial = math.prod(input.shape[2:])
-        if spatial == 1:
-            raise ValueError("Expected more than 1 spatial element when training, got input size "
-                             + _checks.format_size(input.shape))
+        check_spatial_size(tuple(input.shape))
     if not use_input_stats and (running_mean is None or running_var is None):
         raise RuntimeError("Expected running_mean and running_var to be defined when "
                            "use_input_stats is false")
@@ -279,7 +257,16 @@ def instance_norm(
     else:
         x_hat = standardize(x, dims, eps, mean=_cast(running_mean, ct, per_channel),
                             var=_cast(running_var, ct, per_channel))[0]
-    return _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
+    y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
+    return y.to(input.dtype).contiguous()                      # as torch's, whatever the input's layout
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last (3d) for such 4-D (5-D) tensors, else contiguous."""
+    for ndim, fmt in ((4, torch.channels_last), (5, torch.channels_last_3d)):
+        if x.dim() == ndim and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+            return fmt
+    return torch.contiguous_format
 
 
 def _lerp(buffer: Tensor, stat: Tensor, momentum: float) -> None:
