@@ -251,9 +251,10 @@ def batch_mean_spread(batch: int, length: int, rho: float, *, draws: int = 2000,
 # Residual networks
 # --------------------------------------------------------------------------------------------------
 
-#: Residual MLP variants: "none" (x + W2 relu(W1 x)), "bn" (BN before each ReLU of the branch and at its end),
-#: "zero_gamma" (as "bn", last BN of each branch with gamma = 0), "fixup" (no norm, W2 = 0, W1 scaled by
-#: L^(-1/2), Zhang et al.'s rule for two-layer branches), "skipinit" (no norm, a scalar alpha = 0 ends each branch).
+#: The residual MLP variants of :func:`residual_mlp`. "none" is x + W2 relu(W1 x); "bn" adds BN after each
+#: Linear of the branch; "zero_gamma" is "bn" with the last BN of each branch starting at gamma = 0; "fixup" has
+#: no norm, W2 = 0 and W1 scaled by L^(-1/2) (Zhang et al.'s rule for two-layer branches); "skipinit" has no norm
+#: and a scalar alpha = 0 at the end of each branch.
 RESIDUAL_VARIANTS = ("none", "bn", "zero_gamma", "fixup", "skipinit")
 
 
