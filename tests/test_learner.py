@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,31 +102,45 @@ def mirror():
     m.server.shutdown()
 
 
+def _check(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{what} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
 @pytest.fixture(scope="module")
-def learner(tmp_path_factory):
+def workdir():
+    """A private folder (not pytest's shared basetemp, which concurrent pytest runs prune)."""
+    path = Path(tempfile.mkdtemp(prefix="bncourse-learner-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def learner(workdir):
     """A fresh virtual environment with bncourse installed from a wheel; returns its python."""
-    base = tmp_path_factory.mktemp("learner")
     start = time.perf_counter()
-    dist = base / "dist"
+    dist = workdir / "dist"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)]
     if subprocess.run(build + ["--no-build-isolation"], capture_output=True).returncode != 0:
-        subprocess.run(build, check=True)  # no setuptools here: let pip fetch the build backend
+        _check(build, "building the wheel")  # no setuptools here: let pip fetch the build backend
     wheel = next(dist.glob("bncourse-*.whl"))
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    venv = workdir / "venv"
+    _check([sys.executable, "-m", "venv", str(venv)], "creating the venv")
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     torch_cpu = os.environ.get("TORCH_CPU", "torch==2.13.0+cpu")
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
     if subprocess.run(pip + [torch_cpu], capture_output=True).returncode != 0:
-        subprocess.run(pip + ["torch>=2.3"], check=True)
-    subprocess.run(pip + [str(wheel), "ipykernel", "nbclient", "nbformat"], check=True)
+        _check(pip + ["torch>=2.3"], "installing torch")
+    _check(pip + [str(wheel), "ipykernel", "nbclient", "nbformat"], "installing the wheel")
+    _check([str(py), "-c", "import bncourse, nbclient, ipykernel"], "importing bncourse in the venv")
     TIMINGS["fresh venv (wheel build + install)"] = time.perf_counter() - start
     return py
 
 
 @pytest.fixture(scope="module")
-def learner_env(tmp_path_factory, mirror):
-    base = tmp_path_factory.mktemp("learner-home")
+def learner_env(workdir, learner, mirror):
+    base = workdir / "home"
+    base.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BNCOURSE_", "JUPYTER", "PYTHON"))}
     env.update(
         BNCOURSE_DATASETS_DIR=str(base / "no-datasets"),
@@ -137,6 +152,7 @@ def learner_env(tmp_path_factory, mirror):
         JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
         IPYTHONDIR=str(base / "ipython"),
         HOME=str(base),
+        PATH=os.pathsep.join([str(learner.parent), os.environ.get("PATH", "")]),  # as an activated venv
     )
     (base / "no-datasets").mkdir()
     (base / "cache").mkdir()
