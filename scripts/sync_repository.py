@@ -8,8 +8,8 @@ Jupyter Book derives the launch buttons from ``_config.yml`` by itself; this scr
 
 * the **install cell**, the first code cell of every notebook under ``book/``: on Colab (or any Jupyter where
   ``bncourse`` is missing) it ``%pip install``\\ s the package from the repository, pinned to the release tag
-  ``v<version>`` of ``pyproject.toml`` (or ``--ref``), with ``--no-deps`` plus only the dependencies that are
-  not importable (Colab has them all); where ``bncourse`` is installed it does nothing;
+  ``v<version>`` of ``pyproject.toml`` (or ``--ref``), with ``--no-deps``, then only those of its dependencies
+  that are not importable (Colab has them all); where ``bncourse`` is installed it does nothing;
 * the **Colab and Binder links** in ``README.md``, between ``<!-- launch-links:start -->`` and
   ``<!-- launch-links:end -->`` (at ``repository.branch``).
 """
@@ -68,7 +68,9 @@ def install_source(url: str, ref: str) -> str:
         "    missing = \" \".join(repr(req) for module, req in (\n"
         f"{deps},\n"
         "    ) if importlib.util.find_spec(module) is None)\n"
-        f"    %pip install --quiet --no-deps \"bncourse @ git+{url}@{ref}\" {{missing}}\n"
+        f"    %pip install --quiet --no-deps \"bncourse @ git+{url}@{ref}\"\n"
+        "    if missing:  # with their own dependencies\n"
+        "        %pip install --quiet {missing}\n"
     )
 
 

@@ -102,8 +102,12 @@ def mirror():
     m.server.shutdown()
 
 
-def _check(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+# Subprocesses see no PYTHONPATH (it would let pip and python find the source tree as "installed").
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
+def _check(cmd: list[str], what: str, cwd: Path | None = None) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, cwd=cwd)
     assert proc.returncode == 0, f"{what} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
@@ -119,9 +123,12 @@ def workdir():
 def learner(workdir):
     """A fresh virtual environment with bncourse installed from a wheel; returns its python."""
     start = time.perf_counter()
-    dist = workdir / "dist"
-    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)]
-    if subprocess.run(build + ["--no-build-isolation"], capture_output=True).returncode != 0:
+    dist, src = workdir / "dist", workdir / "src"  # built from a copy: nothing is written into the repository
+    shutil.copytree(ROOT / "bncourse", src / "bncourse", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)]
+    if subprocess.run(build + ["--no-build-isolation"], capture_output=True, env=CLEAN_ENV).returncode != 0:
         _check(build, "building the wheel")  # no setuptools here: let pip fetch the build backend
     wheel = next(dist.glob("bncourse-*.whl"))
     venv = workdir / "venv"
@@ -129,10 +136,10 @@ def learner(workdir):
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     torch_cpu = os.environ.get("TORCH_CPU", "torch==2.13.0+cpu")
     pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
-    if subprocess.run(pip + [torch_cpu], capture_output=True).returncode != 0:
+    if subprocess.run(pip + [torch_cpu], capture_output=True, env=CLEAN_ENV).returncode != 0:
         _check(pip + ["torch>=2.3"], "installing torch")
     _check(pip + [str(wheel), "ipykernel", "nbclient", "nbformat"], "installing the wheel")
-    _check([str(py), "-c", "import bncourse, nbclient, ipykernel"], "importing bncourse in the venv")
+    _check([str(py), "-c", "import bncourse, nbclient, ipykernel"], "importing bncourse in the venv", cwd=workdir)
     TIMINGS["fresh venv (wheel build + install)"] = time.perf_counter() - start
     return py
 
@@ -223,6 +230,45 @@ def test_later_chapters_use_the_cache_and_make_no_request(learner, learner_env, 
     assert "bncourse.data:" not in _streams(nb, "stderr")  # nothing rejected, nothing downloaded
     assert "NOTICE" not in _streams(nb, "stdout")  # Fashion-MNIST, not a fallback to digits
     assert sorted(p.name for p in (base / "cache" / "fashion-mnist").iterdir()) == [s + ".gz" for s in sorted(bd.IDX_FILES)]
+
+
+def test_install_cell_installs_the_package_where_it_is_missing(learner, learner_env, workdir):
+    """Colab, simulated: bncourse is missing, its dependencies are there except sympy. The generated install
+    cell, pointed at this repository's clone and commit instead of GitHub, installs bncourse without touching
+    what is there, and only the missing dependency (with its own dependencies)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import sync_repository as sync
+
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    sha = subprocess.run([git, "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    env, base, book = learner_env
+    start = time.perf_counter()
+    _check([str(learner), "-m", "pip", "uninstall", "-y", "bncourse"], "uninstalling bncourse")
+
+    def installed() -> dict[str, str]:
+        proc = subprocess.run([str(learner), "-m", "pip", "list", "--format=json"], capture_output=True,
+                              text=True, env=CLEAN_ENV, check=True)
+        return {d["name"].lower(): d["version"] for d in json.loads(proc.stdout)}
+
+    before = installed()
+    assert "bncourse" not in before and "sympy" not in before and "torch" in before
+    cell = sync.install_cell(f"file://{ROOT}", sha)
+    nb = {"cells": [cell, {"cell_type": "code", "execution_count": None, "id": "probe", "metadata": {},
+                           "outputs": [], "source": "import bncourse.data, sympy\nprint('IMPORTED', sympy.__version__)"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (book / "colab.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    out = _run(learner, env, book, "colab.ipynb")
+    assert "IMPORTED" in _streams(out, "stdout")
+    after = installed()
+    TIMINGS["install cell (Colab simulation)"] = time.perf_counter() - start
+    added = sorted(set(after) - set(before))
+    assert "bncourse" in added and "sympy" in added
+    assert set(added) <= {"bncourse", "sympy", "mpmath"}, added  # nothing else was installed
+    assert all(after[k] == v for k, v in before.items()), "the install cell changed an installed package"
 
 
 def test_report_timings(learner):
