@@ -28,13 +28,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
+# Python environment and system packages: enough for the notebooks and the unit tests.
 setup: $(VENV)/.installed
 	@bash scripts/setup_system.sh
+
+# The website's JavaScript assets (needs npm once): only the book build needs them.
+assets: setup
 	@$(PY) scripts/vendor_assets.py
 
-assets: setup
-
-book: setup
+book: assets
 	@echo "== build: jupyter-book (executes every chapter)"
 	$(JB) build . -W -n --keep-going
 	@echo "The website is in _build/html: open _build/html/index.html, or serve it with"

@@ -4,7 +4,7 @@ One entry point, :func:`load_images`, returns an :class:`ImageData` with train /
 splits (float32 pixels in [0, 1], int64 labels). Sources:
 
 * ``"fashion-mnist"`` and ``"mnist"``: the four standard IDX files, found in this order (see
-  :mod:`bncourse._download`):
+  ``bncourse._download``):
 
   1. the packaged folder ``$BNCOURSE_DATASETS_DIR/<name>`` (default ``/usr/share/datasets``; Debian's
      ``dataset-fashion-mnist`` package puts Fashion-MNIST there);
@@ -23,7 +23,7 @@ splits (float32 pixels in [0, 1], int64 labels). Sources:
 * ``"auto"``: Fashion-MNIST if it can be had (packaged, cached or downloaded), else digits, with a visible
   notice. The chapters ask for ``"fashion-mnist"`` explicitly: their claims were checked on it.
 
-Every fault in a data file is a :class:`ValueError` naming the file and the problem (corrupt gzip, bad IDX
+Every fault in a data file is a ``ValueError`` naming the file and the problem (corrupt gzip, bad IDX
 header, payload size, labels outside the class range, pixel values outside their range, wrong digest),
 never silently wrong numbers.
 """

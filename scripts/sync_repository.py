@@ -20,7 +20,6 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +39,15 @@ DEPENDENCIES = (
 )
 
 
+def project_version(root: Path = ROOT) -> str:
+    """``version`` of the ``[project]`` table of pyproject.toml (a regex: tomllib needs Python 3.11)."""
+    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    m = re.search(r'^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', text, flags=re.M | re.S)
+    if not m:
+        raise SystemExit("pyproject.toml: no version in [project]")
+    return m.group(1)
+
+
 def settings(root: Path = ROOT) -> dict[str, str]:
     """``url``, ``branch``, ``owner_repo`` (for GitHub) and the release ``tag`` of the repository."""
     import yaml
@@ -50,7 +58,7 @@ def settings(root: Path = ROOT) -> dict[str, str]:
     m = re.fullmatch(r"https://github\.com/([^/\s]+/[^/\s]+?)(?:\.git)?", url)
     if not m:
         raise SystemExit(f"_config.yml: repository.url must be https://github.com/OWNER/REPO, got {url!r}")
-    version = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    version = project_version(root)
     return {"url": url, "branch": str(repo.get("branch") or "main"), "owner_repo": m.group(1), "tag": f"v{version}"}
 
 

@@ -41,6 +41,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("BNCOURSE_LEARNER_TEST") != "1",
 FIRST = "ch4_batchnorm_algorithm.ipynb"
 LATER = ["ch6_smoothness.ipynb", "ch2_dataset_shift.ipynb", "ch3_internal_covariate_shift.ipynb"]
 TIMINGS: dict[str, float] = {}
+T0 = time.perf_counter()
 
 
 def _broken_files(good: dict[str, bytes]) -> dict[str, tuple[bytes, int | None]]:
@@ -275,4 +276,4 @@ def test_report_timings(learner):
     """Not a check: prints the measured times (visible with -s, and in the -rA summary)."""
     total = sum(TIMINGS.values())
     print("\nlearner test timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
-          + f"; total {total:.1f} s")
+          + f"; sum {total:.1f} s; {time.perf_counter() - T0:.1f} s since this module was imported")
