@@ -76,7 +76,7 @@ def install_source(url: str, ref: str) -> str:
         "    missing = \" \".join(repr(req) for module, req in (\n"
         f"{deps},\n"
         "    ) if importlib.util.find_spec(module) is None)\n"
-        f"    %pip install --quiet --no-deps \"bncourse @ git+{url}@{ref}\"\n"
+        f"    %pip install --quiet --no-deps \"git+{url}@{ref}\"\n"
         "    if missing:  # with their own dependencies\n"
         "        %pip install --quiet {missing}\n"
     )

@@ -43,7 +43,7 @@ def test_install_cell_is_pinned_guarded_and_minimal():
     s = sync.settings(ROOT)
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     src = sync.install_source(s["url"], s["tag"])
-    assert f'"bncourse @ git+{s["url"]}@v{version}"' in src  # pinned to the release tag, not a branch
+    assert f'"git+{s["url"]}@v{version}"' in src  # pinned to the release tag, not a branch
     assert "--no-deps" in src and src.count("%pip") == 2
     assert src.index("import bncourse") < src.index("except ImportError:") < src.index("%pip")
     # every runtime dependency of the package is among those installed only when missing
@@ -58,7 +58,7 @@ def test_install_cell_becomes_a_pip_call_and_does_nothing_when_installed():
     src = sync.install_source("https://github.com/o/r", "v9.9.9")
     code = TransformerManager().transform_cell(src)
     assert "get_ipython().run_line_magic('pip', 'install --quiet --no-deps " in code
-    assert 'install --quiet --no-deps "bncourse @ git+https://github.com/o/r@v9.9.9"' in code
+    assert 'install --quiet --no-deps "git+https://github.com/o/r@v9.9.9"' in code
     assert "run_line_magic('pip', 'install --quiet {missing}')" in code
 
     calls = []
@@ -82,7 +82,7 @@ def test_install_cell_becomes_a_pip_call_and_does_nothing_when_installed():
     namespace["__builtins__"] = {**__builtins__.__dict__, "__import__": no_bncourse} \
         if hasattr(__builtins__, "__dict__") else {**__builtins__, "__import__": no_bncourse}
     exec(compile(code, "<install cell>", "exec"), namespace)
-    assert calls == [("pip", 'install --quiet --no-deps "bncourse @ git+https://github.com/o/r@v9.9.9"')]
+    assert calls == [("pip", 'install --quiet --no-deps "git+https://github.com/o/r@v9.9.9"')]
     assert namespace["missing"] == ""  # this environment has every dependency: nothing else is installed
 
 
