@@ -124,3 +124,32 @@ def test_pages_workflow_publishes_the_build():
     assert "branches: [main]" in wf and "make book" in wf
     assert "actions/upload-pages-artifact" in wf and "path: _build/html" in wf and "actions/deploy-pages" in wf
     assert "download.pytorch.org/whl/cpu" in wf
+
+
+def test_pages_workflow_is_valid_yaml():
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    assert set(wf["jobs"]) == {"build", "deploy"} and wf["jobs"]["deploy"]["needs"] == "build"
+    assert wf["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+
+
+def test_setup_without_apt_says_in_one_line_what_is_missing_and_what_works(tmp_path):
+    """A machine without apt-get (macOS...), simulated by a PATH that holds only bash and id."""
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bash", "id"):
+        found = shutil.which(tool)
+        if found is None:
+            pytest.skip(f"no {tool}")
+        (bindir / tool).symlink_to(found)
+    proc = subprocess.run([str(bindir / "bash"), str(ROOT / "scripts" / "setup_system.sh")],
+                          env={"PATH": str(bindir)}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("system packages: no apt-get here; missing: ") and "npm" in line and "chromium" in line
+    assert "notebooks and unit tests work" in line and "make book needs npm" in line
