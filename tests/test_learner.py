@@ -160,12 +160,14 @@ def learner_env(workdir, learner, mirror):
         JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
         IPYTHONDIR=str(base / "ipython"),
         HOME=str(base),
+        # the user's pip cache all the same: the Colab simulation installs from it
+        PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
         PATH=os.pathsep.join([str(learner.parent), os.environ.get("PATH", "")]),  # as an activated venv
     )
     (base / "no-datasets").mkdir()
     (base / "cache").mkdir()
     book = base / "book"  # a copy, away from the repository: `import bncourse` cannot find the source tree
-    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "_static", ".ipynb_checkpoints"))
     return env, base, book
 
 
