@@ -317,8 +317,9 @@ def load_images(
     valid = ("auto", "fashion-mnist", "mnist", "digits", "idx")
     if source not in valid:
         raise ValueError(f"load_images: unknown source {source!r}; expected one of {valid}")
+    preloaded = None
     if source == "auto":
-        source = _resolve_auto(path, cache_dir, verbose)
+        source, preloaded = _resolve_auto(path, cache_dir, verbose)
     if n_val is None:
         n_val = 200 if source == "digits" else 5000
     # The folders the environment points at are part of the key: changing them loads again.
@@ -339,7 +340,7 @@ def load_images(
             arrays = [parse_idx(payloads[s.name], n) for s, n in zip(dataset.files, names)]
             (xtr, ytr, xte, yte), origin = _check_arrays(arrays, names, str(path), len(classes)), str(path)
         else:
-            (xtr, ytr, xte, yte), origin = _load_remote(source, cache_dir)
+            (xtr, ytr, xte, yte), origin = preloaded or _load_remote(source, cache_dir)
         data = _finish(xtr, ytr, xte, yte, source=source, class_names=classes,
                        origin=origin, flatten=flatten, n_val=n_val, seed=seed)
     else:  # "idx"
@@ -354,27 +355,31 @@ def load_images(
     return data
 
 
-def _resolve_auto(path: str | os.PathLike | None, cache_dir: str | os.PathLike | None, verbose: bool) -> str:
-    """``"fashion-mnist"`` when it can be had, else ``"digits"`` with a notice that is always shown.
+def _resolve_auto(
+    path: str | os.PathLike | None, cache_dir: str | os.PathLike | None, verbose: bool,
+) -> tuple[str, tuple | None]:
+    """``("fashion-mnist", arrays and origin or None)`` when it can be had, else ``("digits", None)`` with a
+    notice that is always shown.
 
     With ``path``, only that folder is looked at; without, the packaged folder, the cache and the mirrors
     (an unreachable network means digits; a corrupt file is an error, never a silent switch).
     """
+    loaded = None
     if path is not None:
         found = _download._folder_files(Path(path), FASHION_MNIST) is not None
         where = str(path)
     else:
         try:
-            _, where = _load_remote("fashion-mnist", cache_dir)
-            found = True
+            loaded = _load_remote("fashion-mnist", cache_dir)
+            found, where = True, loaded[1]
         except OSError as err:
             found, where = False, f"the packaged folder, the cache or any mirror ({err})"
     if found:
         if verbose:
             print(f"bncourse.data: using Fashion-MNIST from {where}")
-        return "fashion-mnist"
+        return "fashion-mnist", loaded
     print(
         f"bncourse.data: NOTICE: Fashion-MNIST not found in {where} (apt install dataset-fashion-mnist, or go "
         "online once); falling back to scikit-learn digits (8x8): results differ from the course's"
     )
-    return "digits"
+    return "digits", None

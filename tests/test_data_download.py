@@ -236,8 +236,9 @@ def test_default_folders(monkeypatch, tmp_path):
     assert dl.cache_root() == tmp_path / "xdg" / "bncourse"
 
 
-def test_load_images_through_a_mirror_with_the_real_digests(env, mirror, monkeypatch):
-    """load_images('fashion-mnist') end to end on a fake data set whose digests replace the real ones."""
+@pytest.mark.parametrize("source", ["fashion-mnist", "auto"])
+def test_load_images_through_a_mirror(env, mirror, monkeypatch, capsys, source):
+    """load_images end to end on a fake data set whose digests replace the real ones; "auto" downloads too."""
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), rng.integers(0, 10, 30, dtype=np.uint8),
               rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10, dtype=np.uint8)]
@@ -251,9 +252,12 @@ def test_load_images_through_a_mirror_with_the_real_digests(env, mirror, monkeyp
     monkeypatch.setitem(bd._REMOTE, "fashion-mnist", (fake, bd.FASHION_MNIST_CLASSES))
     monkeypatch.setenv("BNCOURSE_MIRRORS", mirror.serve("m", files))
     bd.clear_cache()
-    d = bd.load_images("fashion-mnist", n_val=5)
+    d = bd.load_images(source, n_val=5)
     assert d.source == "fashion-mnist" and d.x_train.shape == (25, 784) and d.origin.endswith("fashion-mnist")
     np.testing.assert_array_equal(d.y_test, arrays[3])
+    assert len(mirror.log) == 4  # each file fetched once, also when "auto" looked for it first
+    out = capsys.readouterr().out
+    assert out == ("" if source != "auto" else f"bncourse.data: using Fashion-MNIST from {d.origin}\n")
     bd.clear_cache()
 
 
