@@ -515,8 +515,10 @@ CHAPTER2_SHIFTS = {
 # Covariate shift in a classifier: genders told apart by a marker that drifts with age
 # ----------------------------------------------------------------------------------------------
 
-#: Distance between the two genders' mean marker values, and the marker's spread within a gender.
-GENDER_SEPARATION, GENDER_MARKER_STD = 2.0, 0.5
+#: Distance between the two genders' mean marker values (:func:`gender_shift_data`).
+GENDER_SEPARATION = 2.0
+#: Standard deviation of the marker within a gender at a given age.
+GENDER_MARKER_STD = 0.5
 
 
 def marker_trend(age: np.ndarray) -> np.ndarray:
