@@ -285,7 +285,7 @@ def show_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> No
     display(HTML(table_html(header, rows)))
 
 
-def plot_health(monitors: Mapping[str, "HealthMonitor"], step: int, axes=None):
+def plot_health(monitors: Mapping[str, HealthMonitor], step: int, axes=None):
     """A network-health dashboard: one row per monitor (e.g. ``{"no BN": m1, "BN": m2}``), four panels each.
 
     Panels: histograms of every watched layer's activations and of their gradients at the recorded ``step``;
