@@ -6,7 +6,7 @@ from typing import Dict, List, NamedTuple, Optional
 import numpy as np
 
 from bncourse import _checks
-from bncourse.numpy.functional import BatchNormCache, batchnorm_backward, batchnorm_forward
+from bncourse.numpy import _fast
 
 __all__ = ["BatchNorm", "IncompatibleKeys"]
 
@@ -67,7 +67,7 @@ class BatchNorm:
         self.training = True
         self.grad_weight: Optional[np.ndarray] = None
         self.grad_bias: Optional[np.ndarray] = None
-        self._cache: Optional[BatchNormCache] = None
+        self._cache: Optional[_fast.TunedCache] = None
 
     def __repr__(self) -> str:
         return (f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -107,7 +107,7 @@ class BatchNorm:
             self.num_batches_tracked += 1
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         pass_buffers = (not self.training) or self.track_running_stats
-        y, self._cache = batchnorm_forward(
+        y, self._cache = _fast.forward(
             x, self.weight, self.bias,
             self.running_mean if pass_buffers else None,
             self.running_var if pass_buffers else None,
@@ -122,7 +122,7 @@ class BatchNorm:
         """``dy``: ``dL/dy`` of the last ``forward``. Returns ``dL/dx``; sets ``grad_weight``/``grad_bias``."""
         if self._cache is None:
             raise RuntimeError("backward called before forward")
-        dx, self.grad_weight, self.grad_bias = batchnorm_backward(dy, self._cache)
+        dx, self.grad_weight, self.grad_bias = _fast.backward(dy, self._cache)
         return dx
 
     # --- state_dict --------------------------------------------------------------------------
