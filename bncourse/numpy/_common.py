@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from bncourse._modes import average_factor
 from bncourse.numpy import _validate
 
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
@@ -70,7 +71,7 @@ def update_running_stats(
         num_batches_tracked += 1
     if m == 0:
         return
-    factor = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
+    factor = average_factor(momentum, num_batches_tracked)
     with np.errstate(over="ignore"):   # a variance beyond the buffer's dtype is inf, as in torch
         running_mean[...] = (1.0 - factor) * running_mean + factor * mean
         running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
