@@ -7,10 +7,14 @@ with torch.nn and compares without knowing which implementation ran:
 * ``load_state(layer, state_dict)`` / ``state(layer)``: torch's keys, as tensors;
 * ``step(layer, x, dy, training)``: ``(y, dx, dweight, dbias)`` of one forward + backward;
 * ``functional(x, rm, rv, w, b, dy, kwargs)``: one result ``(y, dx, dweight, dbias)`` per backward
-  the backend has (NumPy: compact and staged), the running buffers ``rm``/``rv`` updated in place.
+  the backend has (NumPy: compact and staged), the running buffers ``rm``/``rv`` updated in place;
+* ``forward(x, rm, rv, w, b, kwargs)``: the functional forward alone, for the error tests, with
+  ``skip_reason`` (arguments the backend does not take, by design) and ``error_style`` (how it
+  spells torch's message).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +70,25 @@ class NumpyBackend:
         return [(_t(y),) + tuple(_t(g) for g in backward(_np(dy), cache))
                 for backward in (bnp.batchnorm_backward, bnp.batchnorm_backward_staged)]
 
+    def forward(self, x, rm, rv, w, b, kwargs):
+        return bnp.batchnorm_forward(_np(x), _np(w), _np(b), _np(rm), _np(rv),
+                                     training=kwargs.get("training", False),
+                                     momentum=kwargs.get("momentum", 0.1), eps=kwargs.get("eps", 1e-5))
+
+    def skip_reason(self, x, rm, rv, w, b) -> str | None:
+        if x.dim() < 2 or x.numel() == 0:
+            return "NumPy validates rank < 2 and empty batches itself (torch returns early or reads past the shape)"
+        if x.dtype == torch.bfloat16 or any(t is not None and t.dtype == torch.bfloat16 for t in (rm, rv, w, b)):
+            return "NumPy has no bfloat16"
+        if any(t is not None and t.dim() != 1 for t in (rm, rv, w, b)):
+            return "NumPy requires 1-D parameters (ValueError)"
+        return None
+
+    @staticmethod
+    def error_style(message: str) -> str:
+        """torch.Size([1, 3]) -> (1, 3), the NumPy path's spelling."""
+        return re.sub(r"torch\.Size\(\[([^\]]*)\]\)", r"(\1)", message)
+
 
 @dataclass(frozen=True)
 class TorchBackend:
@@ -99,6 +122,18 @@ class TorchBackend:
         present = [t for t in leaves if t is not None]
         grads = iter(torch.autograd.grad(y, present, dy))
         return [(y.detach(),) + tuple(None if t is None else next(grads) for t in leaves)]
+
+    def forward(self, x, rm, rv, w, b, kwargs):
+        return bt.batch_norm(x, rm, rv, w, b, **kwargs)
+
+    def skip_reason(self, x, rm, rv, w, b) -> str | None:
+        if self.device != "cpu":
+            return "the error wording compared is the CPU kernel's"
+        return None
+
+    @staticmethod
+    def error_style(message: str) -> str:
+        return message
 
 
 BACKENDS = {"numpy": NumpyBackend(), "torch-cpu": TorchBackend("torch-cpu", "cpu"),
