@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -46,10 +45,10 @@ class TunedCache:
     var: np.ndarray                # (C,) variance used to normalise: biased batch var or running_var
     invstd: np.ndarray             # (C,) 1 / sqrt(var + eps)
     eps: float
-    weight: Optional[np.ndarray]   # (C,) gamma in the compute dtype, None without weight
+    weight: np.ndarray | None   # (C,) gamma in the compute dtype, None without weight
     has_bias: bool
     training: bool                 # True: batch statistics, so the gradient flows through mean and var
-    x_shape: Tuple[int, ...]
+    x_shape: tuple[int, ...]
     x_dtype: np.dtype
     weight_dtype: np.dtype         # dtype of dweight / dbias (the parameters' dtype)
 
@@ -83,7 +82,7 @@ def _rows(a3: np.ndarray) -> np.ndarray:
 _BLOCK_ELEMENTS = 1 << 14
 
 
-def _sample_blocks(n: int, row_len: int) -> Tuple[int, List[slice]]:
+def _sample_blocks(n: int, row_len: int) -> tuple[int, list[slice]]:
     """Split ``n`` samples of ``row_len`` values each into blocks of about ``_BLOCK_ELEMENTS``.
 
     Returns ``(tile_rows, blocks)``: the slices of axis 0 (the last block may be shorter) and the
@@ -109,7 +108,7 @@ def _per_position(v: np.ndarray, s: int, rows: int, dtype: np.dtype) -> np.ndarr
 
 
 def _centre(x3: np.ndarray, shift: np.ndarray, dtype: np.dtype,
-            reuse: Optional["TunedCache"]) -> np.ndarray:
+            reuse: TunedCache | None) -> np.ndarray:
     """``x3 - shift`` per channel, ``(N, C, S)`` in ``dtype``, written into ``reuse.xc`` if it fits."""
     if reuse is not None and reuse.xc.shape == x3.shape and reuse.xc.dtype == dtype \
             and reuse.xc.flags.c_contiguous and not np.may_share_memory(reuse.xc, x3):
@@ -128,8 +127,8 @@ _CHUNK = 64   # samples per partial sum in _sum_per_channel
 _PILOT_FRACTION = 8   # the shift of the two-pass statistics is the mean of the first N / 8 samples
 
 
-def _sum_per_channel(a3: np.ndarray, b3: Optional[np.ndarray] = None,
-                     dtype: Optional[np.dtype] = None) -> np.ndarray:
+def _sum_per_channel(a3: np.ndarray, b3: np.ndarray | None = None,
+                     dtype: np.dtype | None = None) -> np.ndarray:
     """``sum(a3)`` (or ``sum(a3 * b3)``) over samples and positions, per channel: ``(C,)`` float64.
 
     Accuracy at float32 speed: partial sums over chunks of ``_CHUNK`` samples run in the arrays'
@@ -151,8 +150,8 @@ def _sum_per_channel(a3: np.ndarray, b3: Optional[np.ndarray] = None,
     return total + np.einsum("ncs,ncs->c", a3[whole:], b3[whole:])
 
 
-def _batch_statistics(x3: np.ndarray, cdt: np.dtype, reuse: Optional[TunedCache]
-                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _batch_statistics(x3: np.ndarray, cdt: np.dtype, reuse: TunedCache | None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training statistics of ``x3`` ``(N, C, S)``: ``(xc, delta, mean, var)``.
 
     ``xc = x3 - shift`` ``(N, C, S)`` in ``cdt``; ``delta = mean - shift``, ``mean`` and the biased
@@ -196,7 +195,7 @@ def _batch_statistics(x3: np.ndarray, cdt: np.dtype, reuse: Optional[TunedCache]
     return xc, delta, mean, var
 
 
-def _normalize(xc: np.ndarray, delta: np.ndarray, scale: np.ndarray, bias: Optional[np.ndarray],
+def _normalize(xc: np.ndarray, delta: np.ndarray, scale: np.ndarray, bias: np.ndarray | None,
                cdt: np.dtype) -> np.ndarray:
     """``y = (xc - delta) * scale + bias`` per channel: ``xc`` ``(N, C, S)`` -> ``y`` ``(N, C * S)``.
 
@@ -222,17 +221,17 @@ def _normalize(xc: np.ndarray, delta: np.ndarray, scale: np.ndarray, bias: Optio
 
 def forward(
     x: np.ndarray,
-    weight: Optional[np.ndarray],
-    bias: Optional[np.ndarray],
-    running_mean: Optional[np.ndarray],
-    running_var: Optional[np.ndarray],
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
     *,
     training: bool,
-    momentum: Optional[float] = 0.1,
+    momentum: float | None = 0.1,
     eps: float = 1e-5,
-    num_batches_tracked: Optional[np.ndarray] = None,
-    reuse: Optional[TunedCache] = None,
-) -> Tuple[np.ndarray, TunedCache]:
+    num_batches_tracked: np.ndarray | None = None,
+    reuse: TunedCache | None = None,
+) -> tuple[np.ndarray, TunedCache]:
     """``bncourse.numpy.batchnorm_forward``, tuned: same arguments, results and errors.
 
     ``x`` ``(N, C, *spatial)`` -> ``(y, cache)``, ``y`` like ``x``. ``reuse``: optional cache of an
@@ -267,7 +266,7 @@ def forward(
 
 
 def backward(dy: np.ndarray, cache: TunedCache
-             ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``bncourse.numpy.batchnorm_backward``, tuned: ``dy`` like ``x`` -> ``(dx, dweight, dbias)``.
 
     The same compact formula, ``dx = weight * invstd / m * (m * dy - dbias - x_hat * dweight)``
@@ -299,8 +298,8 @@ def backward(dy: np.ndarray, cache: TunedCache
     return (dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape),) + grads
 
 
-def _multiply_add(dy3: np.ndarray, a: np.ndarray, xc: np.ndarray, b: Optional[np.ndarray],
-                  c: Optional[np.ndarray]) -> np.ndarray:
+def _multiply_add(dy3: np.ndarray, a: np.ndarray, xc: np.ndarray, b: np.ndarray | None,
+                  c: np.ndarray | None) -> np.ndarray:
     """``a * dy + b * xc + c`` per channel (``a * dy`` when ``b`` is None): ``(N, C, S)`` arrays and
     ``(C,)`` float64 coefficients -> ``(N, C * S)`` in ``xc``'s dtype.
 

@@ -1,8 +1,9 @@
 """BatchNorm in NumPy: the forward pass, the compact backward and the staged (chain-rule) backward.
 
-Shapes: ``x`` is ``(N, C)`` or ``(N, C, *spatial)``. Every array is viewed as ``(N, C, S)`` with
-``S = prod(spatial)`` (``S = 1`` for ``(N, C)``), so that a per-channel statistic is a reduction
-over axes 0 and 2, and ``m = N * S`` values enter each channel's mean.
+Shapes: ``x`` is ``(N, C)`` or ``(N, C, *spatial)``. Inside, every array is a table of shape
+``(m, C)``: one column per channel, one row per sample and position (``m = N * prod(spatial)``
+values enter each channel's mean), so that a per-channel statistic is a reduction over axis 0
+and a ``(C,)`` parameter broadcasts along the rows, as in CS231n's ``(N, D)`` layers.
 
 Conventions are PyTorch's (``torch.nn.functional.batch_norm``, torch 2.13)::
 
@@ -17,13 +18,13 @@ gradients in the parameters'). ``BatchNorm`` runs a tuned version of the same co
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
 
-from bncourse.numpy._common import (as_ncs, check_forward, grad_output, param_dtype, param_grads,
-                                    update_running_stats)
+from bncourse.numpy._common import check_forward, grad_output, param_dtype, param_grads, update_running_stats
 
 __all__ = [
     "BatchNormCache",
@@ -32,14 +33,25 @@ __all__ = [
     "batchnorm_backward_staged",
 ]
 
-_AXES = (0, 2)   # the batch and spatial axes of an (N, C, S) view: statistics are per channel
+
+
+def _to_table(a: np.ndarray) -> np.ndarray:
+    """``(N, C, *spatial)`` -> ``(m, C)`` float64, C-contiguous: channel ``c`` is column ``c``."""
+    m = a.shape[0] * math.prod(a.shape[2:])
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1).reshape(m, a.shape[1]), dtype=np.float64)
+
+
+def _from_table(t: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``(m, C)`` -> ``shape`` ``(N, C, *spatial)`` in ``dtype``, C-contiguous (undoes ``_to_table``)."""
+    moved = t.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 1), dtype=dtype)
 
 
 @dataclass
 class BatchNormCache:
     """What the backward pass needs from the forward pass (float64 arrays)."""
 
-    x_mu: np.ndarray               # (N, C, S) x - mean
+    x_mu: np.ndarray               # (m, C) x - mean
     var: np.ndarray                # (C,) variance used to normalize: biased batch var or running_var
     invstd: np.ndarray             # (C,) 1 / sqrt(var + eps)
     eps: float
@@ -53,29 +65,28 @@ class BatchNormCache:
     @property
     def m(self) -> int:
         """Number of values per channel, ``N * prod(spatial)``."""
-        return self.x_mu.shape[0] * self.x_mu.shape[2]
+        return self.x_mu.shape[0]
 
     @property
     def x_hat(self) -> np.ndarray:
-        """The normalized input ``(x - mean) / sqrt(var + eps)``, shape ``(N, C, S)``."""
-        return self.x_mu * self.invstd[:, None]
+        """The normalized input ``(x - mean) / sqrt(var + eps)``, ``x``'s shape (float64)."""
+        return _from_table(self.x_mu * self.invstd, self.x_shape, np.dtype(np.float64))
 
 
 def _batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and biased variance of ``x`` ``(N, C, S)``: two ``(C,)`` arrays.
+    """Per-channel mean and biased variance of ``x`` ``(m, C)``: two ``(C,)`` arrays.
 
     Two passes (the mean, then the mean square of ``x - mean``), on ``x`` minus each channel's
     first value: a constant channel then has exactly its value as mean and variance 0, so it
     normalizes to exactly ``bias``. An empty batch has mean and variance 0 (they are unused).
     """
-    if x.size == 0:
+    if x.shape[0] == 0:
         return np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    first = x[0, :, 0]
-    shift = np.where(np.isfinite(first), first, 0.0)[:, None]   # an infinite first value: no shift
+    shift = np.where(np.isfinite(x[0]), x[0], 0.0)        # an infinite first value: no shift
     d = x - shift
-    d_mean = d.mean(axis=_AXES)
-    var = ((d - d_mean[:, None]) ** 2).mean(axis=_AXES)
-    return shift[:, 0] + d_mean, var
+    d_mean = d.mean(axis=0)
+    var = ((d - d_mean) ** 2).mean(axis=0)
+    return shift + d_mean, var
 
 
 def batchnorm_forward(
@@ -119,28 +130,28 @@ def batchnorm_forward(
     """
     check_forward(x, weight, bias, running_mean, running_var, training=training, momentum=momentum,
                   eps=eps, num_batches_tracked=num_batches_tracked)
-    x64 = np.ascontiguousarray(as_ncs(x), dtype=np.float64)   # (N, C, S)
+    x64 = _to_table(x)                                        # (m, C)
     with np.errstate(invalid="ignore", over="ignore"):        # inf - inf is nan, silently
         if training:
             mean, var = _batch_moments(x64)                   # (C,), (C,)
-            update_running_stats(running_mean, running_var, mean, var, x64.shape[0] * x64.shape[2],
+            update_running_stats(running_mean, running_var, mean, var, x64.shape[0],
                                  momentum, num_batches_tracked)
         else:
             mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-        x_mu = x64 - mean[:, None]
+        x_mu = x64 - mean
         invstd = 1.0 / np.sqrt(var + eps)
-        y = x_mu * invstd[:, None]                            # x_hat
+        y = x_mu * invstd                                     # x_hat
     if weight is not None:
-        y = y * weight[:, None]
+        y = y * weight
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias
     cache = BatchNormCache(
         x_mu=x_mu, var=var, invstd=invstd, eps=float(eps),
         weight=None if weight is None else weight.astype(np.float64), has_bias=bias is not None,
         training=training, x_shape=tuple(x.shape), x_dtype=x.dtype,
         weight_dtype=param_dtype(weight, bias, x.dtype),
     )
-    return y.astype(x.dtype).reshape(x.shape), cache
+    return _from_table(y, x.shape, x.dtype), cache
 
 
 def batchnorm_backward(
@@ -165,18 +176,22 @@ def batchnorm_backward(
     i.e. ``dy`` scaled and then projected off span{1, x_hat}: ``sum(dx) = 0`` and
     ``sum(dx * x_hat) = 0``. Evaluation (constant statistics): ``dx = dy * weight * invstd``.
     """
-    dy = np.ascontiguousarray(grad_output(dy, cache.x_shape, np.dtype(np.float64)))  # (N, C, S)
-    x_hat, m = cache.x_hat, cache.m
-    dbias = dy.sum(axis=_AXES)                                          # (C,)
-    dweight = (dy * x_hat).sum(axis=_AXES)                              # (C,)
+    dy = _dy_table(dy, cache)                                  # (m, C)
+    x_hat, m = cache.x_mu * cache.invstd, cache.m              # (m, C)
+    dbias = dy.sum(axis=0)                                     # (C,)
+    dweight = (dy * x_hat).sum(axis=0)                         # (C,)
     scale = cache.invstd if cache.weight is None else cache.weight * cache.invstd
     if cache.training and m > 0:
-        dx = (scale / m)[:, None] * (m * dy - dbias[:, None] - x_hat * dweight[:, None])
+        dx = scale / m * (m * dy - dbias - x_hat * dweight)
     else:
-        dx = dy * scale[:, None]
-    dx = dx.astype(cache.x_dtype).reshape(cache.x_shape)
-    return (dx,) + param_grads(dweight, dbias, cache.weight is not None, cache.has_bias,
-                               cache.weight_dtype)
+        dx = dy * scale
+    return (_from_table(dx, cache.x_shape, cache.x_dtype),) + param_grads(
+        dweight, dbias, cache.weight is not None, cache.has_bias, cache.weight_dtype)
+
+
+def _dy_table(dy: np.ndarray, cache: BatchNormCache) -> np.ndarray:
+    """Check ``dy`` (the forward input's shape, floating) and view it as the ``(m, C)`` table."""
+    return _to_table(grad_output(dy, cache.x_shape, np.dtype(np.float64)))
 
 
 @overload
@@ -208,12 +223,11 @@ def batchnorm_backward_staged(dy, cache, *, return_intermediates=False):
     Returns:
         ``(dx, dweight, dbias)`` like ``batchnorm_backward`` (plus the dict if asked for).
     """
-    dy = np.ascontiguousarray(grad_output(dy, cache.x_shape, np.dtype(np.float64)))  # (N, C, S)
-    axes = _AXES                        # sums over the batch and spatial positions: the paper's i = 1..m
+    dy = _dy_table(dy, cache)           # (m, C): sums over axis 0 are the paper's sums over i = 1..m
     m = max(cache.m, 1)                 # values per channel (an empty batch's sums are 0: keep 0/m = 0)
-    gamma = 1.0 if cache.weight is None else cache.weight[:, None]   # (C, 1) broadcasts per channel
+    gamma = 1.0 if cache.weight is None else cache.weight            # (C,) broadcasts along the rows
     x_mu = cache.x_mu                                                # x - mu
-    var = cache.var[:, None]                                         # sigma^2
+    var = cache.var                                                  # sigma^2
     std_inv = 1.0 / np.sqrt(var + cache.eps)                         # 1 / sqrt(sigma^2 + eps)
     x_hat = x_mu * std_inv                                           # the normalized input
 
@@ -221,28 +235,28 @@ def batchnorm_backward_staged(dy, cache, *, return_intermediates=False):
     dxhat = dy * gamma
     if cache.training:
         # dL/dsigma^2 = sum_i dL/dx_hat_i * (x_i - mu) * (-1/2) * (sigma^2 + eps)^(-3/2)
-        dvar = np.sum(dxhat * x_mu, axis=axes) * -0.5 * std_inv[:, 0] ** 3
+        dvar = np.sum(dxhat * x_mu, axis=0) * -0.5 * std_inv ** 3
         # dL/dmu = sum_i dL/dx_hat_i * (-1 / sqrt(sigma^2 + eps))  +  dL/dsigma^2 * sum_i -2 (x_i - mu) / m
-        dmean = (np.sum(dxhat * -std_inv, axis=axes)
-                 + dvar * np.sum(-2.0 * x_mu, axis=axes) / m)
+        dmean = np.sum(dxhat * -std_inv, axis=0) + dvar * np.sum(-2.0 * x_mu, axis=0) / m
         # dL/dx_i = dL/dx_hat_i / sqrt(sigma^2 + eps) + dL/dsigma^2 * 2 (x_i - mu) / m + dL/dmu / m
-        dx = dxhat * std_inv + dvar[:, None] * 2.0 * x_mu / m + dmean[:, None] / m
+        dx = dxhat * std_inv + dvar * 2.0 * x_mu / m + dmean / m
     else:
         # Evaluation: mu and sigma^2 are the running statistics, constants of the graph.
         dvar = dmean = None
         dx = dxhat * std_inv
     # dL/dgamma = sum_i dL/dy_i * x_hat_i
-    dgamma = np.sum(dy * x_hat, axis=axes)
+    dgamma = np.sum(dy * x_hat, axis=0)
     # dL/dbeta = sum_i dL/dy_i
-    dbeta = np.sum(dy, axis=axes)
+    dbeta = np.sum(dy, axis=0)
 
-    dx_out = dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape)
+    dx_out = _from_table(dx, cache.x_shape, cache.x_dtype)
     dweight, dbias = param_grads(dgamma, dbeta, cache.weight is not None, cache.has_bias,
                                  cache.weight_dtype)
     if not return_intermediates:
         return dx_out, dweight, dbias
     intermediates = {
-        "x_hat": x_hat.reshape(cache.x_shape), "dxhat": dxhat.reshape(cache.x_shape),
+        "x_hat": _from_table(x_hat, cache.x_shape, x_hat.dtype),
+        "dxhat": _from_table(dxhat, cache.x_shape, dxhat.dtype),
         "dvar": dvar, "dmean": dmean, "dx": dx_out, "dgamma": dgamma, "dbeta": dbeta,
     }
     return dx_out, dweight, dbias, intermediates
