@@ -60,10 +60,9 @@ def tols(dtype: torch.dtype) -> dict:
     return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {}
 
 
-def make_pair(name, args, kwargs, device, dtype, seed=0):
-    """A torch.nn module and ours with the same random affine parameters and buffers."""
+def reference_module(name, args, kwargs, device, dtype, seed=0):
+    """torch.nn's module with random affine parameters and buffers (so that every term counts)."""
     ref = TORCH_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
-    ours = OUR_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in ref.parameters():
@@ -71,8 +70,24 @@ def make_pair(name, args, kwargs, device, dtype, seed=0):
         if ref.running_var is not None:
             ref.running_mean.copy_(torch.randn(ref.num_features, generator=g, dtype=dtype))
             ref.running_var.copy_(torch.rand(ref.num_features, generator=g, dtype=dtype) + 0.5)
+    return ref
+
+
+def make_pair(name, args, kwargs, device, dtype, seed=0):
+    """A torch.nn module and ours with the same random affine parameters and buffers."""
+    ref = reference_module(name, args, kwargs, device, dtype, seed)
+    ours = OUR_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
     ours.load_state_dict(ref.state_dict())
     return ref, ours
+
+
+def outcome(fn):
+    """``(exception type, message)`` of what ``fn()`` raises, None if it returns."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - we compare whatever torch raises
+        return type(exc), str(exc)
+    return None
 
 
 def random_batch(shape, device, dtype, g, memory_format=torch.contiguous_format):

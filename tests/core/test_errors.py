@@ -11,17 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cases import outcome
 from torch_compat import TORCH_213_EPS_WORDING
 
 torch.set_num_threads(1)
-
-
-def outcome(fn):
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - we compare whatever torch raises
-        return type(exc), str(exc)
-    return None
 
 
 X = lambda *s, dtype=torch.float32: torch.randn(*s).to(dtype)  # noqa: E731

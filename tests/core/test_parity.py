@@ -15,25 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from cases import (F32_VS_FLOAT64, MODULE_CASES, MODULE_IDS, TORCH_CLASSES, as_float64, clone,
-                   opinfo_samples, random_batch, tols)
+from cases import (F32_VS_FLOAT64, MODULE_CASES, MODULE_IDS, as_float64, clone, opinfo_samples,
+                   random_batch, reference_module, tols)
 
 torch.set_num_threads(1)
 
 MODES = {"train": [True] * 3, "eval": [False] * 3, "switch": [True, True, False, False, True]}
-
-
-def _reference(name, args, kwargs, device, dtype, seed=0):
-    """torch.nn's module with random affine parameters and buffers (so that every term counts)."""
-    ref = TORCH_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
-        if ref.running_var is not None:
-            ref.running_mean.copy_(torch.randn(ref.num_features, generator=g, dtype=dtype))
-            ref.running_var.copy_(torch.rand(ref.num_features, generator=g, dtype=dtype) + 0.5)
-    return ref
 
 
 def _same(got, want, tol, what):
@@ -50,7 +37,7 @@ def _same(got, want, tol, what):
 @pytest.mark.parametrize("case", MODULE_CASES, ids=MODULE_IDS)
 def test_module_cases_match_torch_over_steps(case, mode, dtype, backend):
     name, _, args, kwargs, shape = case
-    ref = _reference(name, args, kwargs, backend.device, dtype)
+    ref = reference_module(name, args, kwargs, backend.device, dtype)
     ours = backend.module(name, args, kwargs, dtype)
     backend.load_state(ours, ref.state_dict())
     g = torch.Generator().manual_seed(1)

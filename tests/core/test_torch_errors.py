@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bncourse.torch as bt
+from cases import outcome
 from torch_compat import needs_213_eps_wording
 
 torch.set_num_threads(1)
@@ -18,14 +19,6 @@ torch.set_num_threads(1)
 X = lambda *s, dtype=torch.float32: torch.randn(*s).to(dtype)  # noqa: E731
 Z, O = torch.zeros, torch.ones
 L, D = torch.long, torch.float64
-
-
-def outcome(fn):
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - we compare whatever torch raises
-        return type(exc), str(exc)
-    return None
 
 
 def assert_same_error(torch_fn, our_fn):
