@@ -9,8 +9,7 @@ exception type with exactly the same wording as ``torch.nn.functional.batch_norm
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 # The dtypes the torch CPU kernel accepts, by name.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -186,8 +185,7 @@ def check_buffers_grad(running_mean_requires_grad: bool, running_var_requires_gr
                                "requires_grad True.")
 
 
-@dataclass(frozen=True)
-class Operand:
+class Operand(NamedTuple):
     """An array or tensor as the checks see it: ``shape``, ``dtype`` name ('float32'), and for
     tensors ``requires_grad`` and ``device`` (a string; None for NumPy arrays)."""
 

@@ -24,7 +24,8 @@ from typing import overload
 
 import numpy as np
 
-from bncourse.numpy._common import check_forward, grad_output, param_dtype, param_grads, update_running_stats
+from bncourse.numpy._common import (check_forward, grad_output, param_dtype, param_grads,
+                                    update_running_stats)
 
 __all__ = [
     "BatchNormCache",
@@ -32,7 +33,6 @@ __all__ = [
     "batchnorm_backward",
     "batchnorm_backward_staged",
 ]
-
 
 
 def _to_table(a: np.ndarray) -> np.ndarray:

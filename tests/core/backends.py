@@ -77,8 +77,9 @@ class NumpyBackend:
 
     def skip_reason(self, x, rm, rv, w, b) -> str | None:
         if x.dim() < 2 or x.numel() == 0:
-            return "NumPy validates rank < 2 and empty batches itself (torch returns early or reads past the shape)"
-        if x.dtype == torch.bfloat16 or any(t is not None and t.dtype == torch.bfloat16 for t in (rm, rv, w, b)):
+            return ("NumPy validates rank < 2 and empty batches itself (torch returns early or "
+                    "reads past the shape)")
+        if any(t is not None and t.dtype == torch.bfloat16 for t in (x, rm, rv, w, b)):
             return "NumPy has no bfloat16"
         if any(t is not None and t.dim() != 1 for t in (rm, rv, w, b)):
             return "NumPy requires 1-D parameters (ValueError)"

@@ -97,7 +97,8 @@ def test_functional_training_steps_update_buffers_like_torch(shape, dtype, backe
     """Five consecutive training calls of the functional form share the buffers."""
     g = torch.Generator().manual_seed(3)
     c = shape[1]
-    rm, rv = torch.zeros(c, dtype=dtype, device=backend.device), torch.ones(c, dtype=dtype, device=backend.device)
+    rm = torch.zeros(c, dtype=dtype, device=backend.device)
+    rv = torch.ones(c, dtype=dtype, device=backend.device)
     trm, trv = rm.clone(), rv.clone()
     for _ in range(5):
         x = random_batch(shape, backend.device, dtype, g)

@@ -434,10 +434,10 @@ def test_no_native_batch_norm_on_the_compute_path(training, device):
     assert "mm" in rec.ops or device != "cpu"
 
 
-def test_outputs_stay_on_the_device_and_in_half(device):
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_outputs_stay_on_the_device_and_in_half():
     """test_batchnorm_nonaffine_cuda_half_input: half input, float32 non-affine BN, train and eval."""
-    if device != "cuda":
-        pytest.skip("torch's CUDA half-input recipe")
     m = bt.BatchNorm2d(3, affine=False, device="cuda")
     ref = torch.nn.BatchNorm2d(3, affine=False, device="cuda")
     x = torch.rand(16, 3, 24, 24, device="cuda", dtype=torch.half)
