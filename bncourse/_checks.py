@@ -9,6 +9,7 @@ exception type with exactly the same wording as ``torch.nn.functional.batch_norm
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Sequence
 
 # The dtypes the torch CPU kernel accepts, by name.
@@ -198,13 +199,6 @@ class Operand(NamedTuple):
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= int(d)
-        return n
-
 
 def check_python_rules(shape: Sequence[int], training: bool, eps: float,
                        torch_style: bool = True) -> None:
@@ -238,27 +232,32 @@ def check_batch_norm(
     parameter is 1-D (``ValueError``, before the dtype checks; torch accepts any shape with C
     elements for weight and bias).
     """
-    check_input_rank(input.ndim)
-    numel = lambda t: None if t is None else t.numel  # noqa: E731
-    check_batch_norm_params(input.shape[1], training, numel(running_mean), numel(running_var),
-                            numel(weight), numel(bias))
+    check_input_rank(len(input.shape))
+    check_batch_norm_params(input.shape[1], training, _numel(running_mean), _numel(running_var),
+                            _numel(weight), _numel(bias))
     if grad_enabled:
         check_buffers_grad(running_mean is not None and running_mean.requires_grad,
                            running_var is not None and running_var.requires_grad)
     if training:
         check_stats_pairing(running_mean is not None, running_var is not None)
-    params = {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var}
+    present = [(name, t) for name, t in (("weight", weight), ("bias", bias),
+                                         ("running_mean", running_mean), ("running_var", running_var))
+               if t is not None]
     if one_dim_params:
-        for name, t in params.items():
-            if t is not None and t.ndim != 1:
+        for name, t in present:
+            if len(t.shape) != 1:
                 raise ValueError(f"{name} must be 1-D with {input.shape[1]} elements, got shape "
                                  + format_size(t.shape, torch_style))
-    check_mixed_dtypes(input.dtype, [None if t is None else t.dtype for t in params.values()])
+    check_mixed_dtypes(input.dtype, [t.dtype for _, t in present])
     _check_param_access(input, weight, bias, running_mean, running_var, training)
-    for t in (weight, bias, running_mean, running_var):
-        if t is not None and t.device != input.device:
+    for _, t in present:
+        if t.device != input.device:
             raise RuntimeError("Expected all tensors to be on the same device, but found at least "
                                f"two devices, {input.device} and {t.device}!")
+
+
+def _numel(t: Optional[Operand]) -> Optional[int]:
+    return None if t is None else math.prod(t.shape)
 
 
 def _check_param_access(input: Operand, weight: Optional[Operand], bias: Optional[Operand],
