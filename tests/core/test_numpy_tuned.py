@@ -53,6 +53,8 @@ def test_tuned_path_matches_the_plain_functions(shape, training, dtype):
     _assert_same(plain, tuned, dtype)
 
 
+# the tuned path computes inf - inf on the way to nan and lets NumPy warn about it
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("special", ["inf", "-inf", "nan", "constant", "huge", "offset"])
 def test_tuned_path_matches_the_plain_functions_on_special_values(special):
     rng = np.random.default_rng(3)
