@@ -55,7 +55,7 @@ CONVENTIONS: dict[str, Convention] = {
         key="torch", framework="PyTorch", api="torch.nn.BatchNorm1d/2d/3d",
         momentum=0.1, momentum_meaning="update", eps=1e-5, eps_placement="inside sqrt",
         running_var_estimator="unbiased", init_running_mean=0.0, init_running_var=1.0,
-        verified={"all": "probed on torch 2.13 (tests/test_conventions.py re-checks every field)"},
+        verified={"all": "probed on torch 2.13 (tests/book/test_conventions.py re-checks every field)"},
         notes="momentum=None gives a cumulative average of the batch statistics (Algorithm 2's E_B[.]).",
     ),
     "keras": Convention(
