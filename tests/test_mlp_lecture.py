@@ -55,12 +55,15 @@ def test_batch_vs_running_accuracy_leaves_model_untouched(data):
 
 @slow
 def test_full_recipe_five_seeds(data):
-    # The chapter's claims for the exact recipe, seeds 0-4: BN ends with a lower validation loss and a higher
-    # validation accuracy, and a smaller validation-minus-training loss gap.
+    # The chapter's claims for the exact recipe, seeds 0-4 (measured: BN validation loss 0.313-0.371 vs
+    # 0.398-0.443 without, smallest per-seed gap 0.058; accuracy 0.859-0.883 vs 0.849-0.861): BN ends with a
+    # lower validation loss on every seed and a higher mean validation accuracy; predicting with the statistics
+    # of random batches of 32 and with the running statistics agree within 0.02 (measured within 0.01).
     runs = [lecture_run(data, seed) for seed in range(5)]
     loss = np.array([[r.final(k, "val_loss") for r in runs] for k in ("no BN", "BN")])
     acc = np.array([[r.final(k, "val_acc") for r in runs] for k in ("no BN", "BN")])
-    gap = np.array([[generalization_gap(r.histories[k]) for r in runs] for k in ("no BN", "BN")])
-    assert np.all(loss[1] < loss[0] - 0.02), loss
-    assert acc[1].mean() > acc[0].mean() + 0.005, acc
-    assert gap[1].mean() < gap[0].mean(), gap
+    assert np.all(loss[1] < loss[0] - 0.03), loss
+    assert acc[1].mean() > acc[0].mean() + 0.01, acc
+    for r in runs:
+        acc_batch, acc_running = batch_vs_running_accuracy(r.models["BN"], data.x_val, data.y_val)
+        assert abs(acc_batch - acc_running) < 0.02
