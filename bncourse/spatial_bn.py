@@ -66,9 +66,10 @@ def shift_equivariance_error(norm: nn.Module, x: torch.Tensor, shift: int = 1) -
         norm.train(was_training)
 
 
-def conv_norm_experiment(data: ImageData, seed: int, *, n_train: int = 4000, batch_size: int = 16,
-                         epochs: int = 1, n_val: int = 2000) -> dict[str, float]:
-    """Train ``small_cnn(channels=(16, 32))`` without normalization, with ``BatchNorm2d`` and with
+def conv_norm_experiment(data: ImageData, seed: int, *, n_train: int = 2000, batch_size: int = 16,
+                         epochs: int = 1, n_val: int = 2000,
+                         channels: tuple[int, ...] = (16, 32)) -> dict[str, float]:
+    """Train ``small_cnn(channels=channels)`` without normalization, with ``BatchNorm2d`` and with
     :class:`PerPositionBatchNorm` (SGD lr 0.05, momentum 0.9). ``data`` must hold images (``flatten=False``).
 
     Returns ``{label: validation accuracy}`` for labels ``"none"``, ``"BatchNorm2d"``, ``"per position"``.
@@ -80,7 +81,7 @@ def conv_norm_experiment(data: ImageData, seed: int, *, n_train: int = 4000, bat
     out = {}
     for label, norm in (("none", None), ("BatchNorm2d", "bn"), ("per position", per_position_norm(hw))):
         set_seed(seed)
-        model = small_cnn(tuple(data.x_train.shape[1:]), channels=(16, 32), norm=norm)
+        model = small_cnn(tuple(data.x_train.shape[1:]), channels=channels, norm=norm)
         train(model, (x, y), epochs=epochs, batch_size=batch_size, lr=0.05, sgd_momentum=0.9, seed=seed,
               progress=False)
         out[label] = evaluate(model, data.x_val[:n_val], data.y_val[:n_val])[1]
