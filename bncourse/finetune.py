@@ -33,6 +33,7 @@ from bncourse.training import evaluate, set_seed, train
 __all__ = ["StatsFrozenBatchNorm", "freeze_statistics", "prepare_finetune", "shift_domain",
            "finetune_experiment", "STRATEGIES"]
 
+#: The three ways to treat BN while fine-tuning (see the module docstring).
 STRATEGIES = ("train", "frozen stats", "frozen BN")
 
 

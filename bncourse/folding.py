@@ -46,7 +46,8 @@ def bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def fold_batchnorm(layer: nn.Linear | nn.Conv2d, bn: nn.Module) -> nn.Linear | nn.Conv2d:
     """A new layer equal to ``bn(layer(u))`` for an evaluation-mode ``bn``.
 
-    ``layer`` is an ``nn.Linear`` (weight (C, in)) or an ``nn.Conv1d/2d/3d`` (weight (C, in/groups, *k));
+    ``layer`` is an ``nn.Linear`` (weight ``(C, in)``) or an ``nn.Conv1d/2d/3d`` (weight
+    ``(C, in / groups, k1, ...)``);
     ``bn`` has ``C`` channels. The result always has a bias (``a b + c``, with ``b = 0`` when ``layer`` has
     none) and is in eval mode; neither input is modified.
     """
