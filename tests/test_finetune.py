@@ -63,7 +63,8 @@ def test_finetune_claims_over_seeds():
     results = [finetune_experiment(data, seed) for seed in range(3)]
     for r in results:
         assert set(r) == {("source model", 0)} | {(s, b) for s in STRATEGIES for b in (2, 32)}
-        assert r["source model", 0] < 0.3                                       # the shift breaks the source model
+        # the shift breaks the source model: 0.10-0.28 over seeds 0-4 and 101-303, far below fine-tuned BN
+        assert r["source model", 0] < r["train", 32] - 0.3
         # batch 32: adapting the statistics beats keeping the source ones
         assert r["train", 32] > max(r["frozen stats", 32], r["frozen BN", 32]) + 0.1
         # batch 2: trained BN loses much, frozen statistics do not suffer from the small batch
