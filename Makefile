@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Executed notebooks of the website carry no widget state: no tqdm widgets there.
 export BNCOURSE_PROGRESS := 0
 
-.PHONY: setup book test unit notebooks site-test assets bench clean strip
+.PHONY: setup book test unit notebooks site-test learner-test assets bench clean strip sync-repository
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== setup: virtual environment in $(VENV)"
@@ -28,13 +28,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
+# Python environment and system packages: enough for the notebooks and the unit tests.
 setup: $(VENV)/.installed
 	@bash scripts/setup_system.sh
+
+# The website's JavaScript assets (needs npm once): only the book build needs them.
+assets: setup
 	@$(PY) scripts/vendor_assets.py
 
-assets: setup
-
-book: setup
+book: assets
 	@echo "== build: jupyter-book (executes every chapter)"
 	$(JB) build . -W -n --keep-going
 	@echo "The website is in _build/html: open _build/html/index.html, or serve it with"
@@ -49,11 +51,21 @@ notebooks: setup
 site-test: setup
 	BNCOURSE_REQUIRE_SITE=1 $(PYTEST) tests -m site
 
+# A learner's first run: a fresh venv with bncourse from a built wheel, no packaged data, an empty cache and a
+# local mirror (serving broken files first); executes the chapters that load Fashion-MNIST (tests/test_learner.py).
+learner-test: setup
+	BNCOURSE_LEARNER_TEST=1 TORCH_CPU="$(TORCH_CPU)" $(PYTEST) tests/test_learner.py -rA -p no:cacheprovider
+
+# After changing repository.url in _config.yml: rewrite the install cell of every notebook and the README's links.
+sync-repository: setup
+	$(PY) scripts/sync_repository.py
+
 test: setup
 	$(MAKE) unit
 	$(MAKE) notebooks
 	$(MAKE) book
 	$(MAKE) site-test
+	$(MAKE) learner-test
 
 bench: setup
 	$(PY) benchmarks/bench_batchnorm.py

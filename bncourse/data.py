@@ -1,48 +1,63 @@
-"""Image data sets for the course's experiments, as NumPy arrays — offline first.
+"""Image data sets for the course's experiments, as NumPy arrays: the same data on every machine.
 
 One entry point, :func:`load_images`, returns an :class:`ImageData` with train / validation / test
 splits (float32 pixels in [0, 1], int64 labels). Sources:
 
-* ``"fashion-mnist"`` — Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``,
-  four IDX ``.gz`` files; 60 000 train + 10 000 test images of 28×28 pixels);
-* ``"mnist"`` — downloaded *once* (only when asked for explicitly) into a cache folder and checked against
-  the published SHA-256 digests of the four standard files;
-* ``"digits"`` — scikit-learn's bundled 8×8 digits (1 797 images; always available, no network);
-* ``"idx"`` — a user folder of IDX files (gzip-compressed or raw) given by ``path=``;
-* ``"auto"`` — Fashion-MNIST when installed, else digits, and it says so in one line.
+* ``"fashion-mnist"`` and ``"mnist"``: the four standard IDX files, found in this order (see
+  ``bncourse._download``):
 
-The IDX reader validates everything it reads (magic number, type code, dimensions, payload size) and a
-bad file gives a :class:`ValueError` that names the file and what is wrong — never silently wrong numbers.
+  1. the packaged folder ``$BNCOURSE_DATASETS_DIR/<name>`` (default ``/usr/share/datasets``; Debian's
+     ``dataset-fashion-mnist`` package puts Fashion-MNIST there);
+  2. the user cache ``$BNCOURSE_CACHE_DIR/<name>`` (default ``~/.cache/bncourse`` on Linux);
+  3. a one-time download, trying the base URLs of ``$BNCOURSE_MIRRORS`` (comma-separated) and then the
+     built-in mirrors in turn, with a progress bar (``BNCOURSE_PROGRESS=0`` hides it).
+
+  Every file is verified before use, wherever it comes from. Fashion-MNIST: the SHA-256 of the
+  **decompressed** IDX bytes (:data:`FASHION_MNIST_PAYLOAD_SHA256`, computed from Debian's package; it is
+  the same for the upstream files, Debian's recompressed ones and any re-gzipped mirror), or the published
+  SHA-256 of the upstream ``.gz`` file (:data:`FASHION_MNIST_GZ_SHA256`). MNIST: the published SHA-256 of
+  the upstream ``.gz`` files (:data:`MNIST_SHA256`; no digest of its payload is pinned, so a re-gzipped
+  MNIST mirror is rejected).
+* ``"digits"``: scikit-learn's bundled 8×8 digits (1 797 images; always available, no network);
+* ``"idx"``: a user folder of IDX files (gzip-compressed or raw) given by ``path=``;
+* ``"auto"``: Fashion-MNIST if it can be had (packaged, cached or downloaded), else digits, with a visible
+  notice. The chapters ask for ``"fashion-mnist"`` explicitly: their claims were checked on it.
+
+Every fault in a data file is a ``ValueError`` naming the file and the problem (corrupt gzip, bad IDX
+header, payload size, labels outside the class range, pixel values outside their range, wrong digest),
+never silently wrong numbers.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from bncourse import _download
+from bncourse._download import RemoteDataset, RemoteFile, cache_root, datasets_root, sha256_file
+from bncourse._idx import parse_idx, read_idx, write_idx
 
 __all__ = [
     "ImageData",
     "load_images",
     "read_idx",
+    "write_idx",
     "sha256_file",
-    "download_verified",
     "clear_cache",
+    "FASHION_MNIST",
+    "MNIST",
     "FASHION_MNIST_DIR",
+    "FASHION_MNIST_PAYLOAD_SHA256",
+    "FASHION_MNIST_GZ_SHA256",
     "MNIST_SHA256",
     "FASHION_MNIST_CLASSES",
 ]
 
-#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files.
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (the default packaged folder).
+FASHION_MNIST_DIR = Path(_download.DEFAULT_DATASETS_DIR) / "fashion-mnist"
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -58,6 +73,29 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 
+#: SHA-256 of the decompressed Fashion-MNIST IDX files, computed from Debian's ``dataset-fashion-mnist``
+#: (its ``.gz`` files are recompressed; these payload digests are what every copy shares).
+FASHION_MNIST_PAYLOAD_SHA256 = {
+    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+#: SHA-256 of the upstream Fashion-MNIST ``.gz`` files as published by two independent sources (torchvision's
+#: prototype ``FashionMNIST`` dataset and batchup's ``fashion_mnist`` module); the upstream README and
+#: torchvision's ``FashionMNIST`` publish only their MD5s.
+FASHION_MNIST_GZ_SHA256 = {
+    "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+}
+FASHION_MNIST_MIRRORS = (
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+)
+
 #: Published SHA-256 digests of the four standard MNIST ``.gz`` files (as used by TFDS / Keras).
 MNIST_SHA256 = {
     "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -70,15 +108,16 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-# IDX type codes -> big-endian NumPy dtypes (the format's spec, LeCun's MNIST page).
-_IDX_DTYPES = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
+FASHION_MNIST = RemoteDataset(
+    "fashion-mnist",
+    tuple(RemoteFile(s + ".gz", FASHION_MNIST_PAYLOAD_SHA256[s + ".gz"], (FASHION_MNIST_GZ_SHA256[s + ".gz"],))
+          for s in IDX_FILES),
+    FASHION_MNIST_MIRRORS,
+)
+MNIST = RemoteDataset(
+    "mnist", tuple(RemoteFile(s + ".gz", None, (MNIST_SHA256[s + ".gz"],)) for s in IDX_FILES), MNIST_MIRRORS,
+)
+_REMOTE = {"fashion-mnist": (FASHION_MNIST, FASHION_MNIST_CLASSES), "mnist": (MNIST, DIGIT_CLASSES)}
 
 
 @dataclass
@@ -125,165 +164,6 @@ class ImageData:
 
 
 # --------------------------------------------------------------------------------------------------
-# IDX files and checksums
-# --------------------------------------------------------------------------------------------------
-
-
-def _open_bytes(path: Path) -> bytes:
-    """Read a file, gunzipping it when it starts with the gzip magic bytes."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as err:  # BadGzipFile is an OSError; truncation raises EOFError
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
-    return raw
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (the MNIST format), gzip-compressed or raw.
-
-    The header is 2 zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32,
-    0x0E float64), the number of dimensions ``d``, then ``d`` big-endian uint32 sizes; the payload follows.
-
-    Args:
-        path: the file.
-
-    Returns:
-        An array of shape ``(n0, n1, ..., n_{d-1})`` in native byte order (uint8 for images and labels).
-
-    Raises:
-        ``FileNotFoundError`` if there is no such file; ``ValueError`` (naming the file) for wrong magic bytes,
-        an unknown type code, missing dimensions, or a payload whose size does not match the header
-        (a truncated or padded file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
-    data = _open_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes, the header alone needs 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(
-            f"{path}: not an IDX file (magic number starts with bytes {data[0]:#04x} {data[1]:#04x}, "
-            "expected 0x00 0x00)"
-        )
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise ValueError(
-            f"{path}: unknown IDX data type code {code:#04x} "
-            f"(expected one of {', '.join(f'{c:#04x}' for c in _IDX_DTYPES)})"
-        )
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, {ndim} dimensions need {header_len})")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header_len
-    if actual != expected:
-        kind = "truncated" if actual < expected else "has trailing bytes"
-        raise ValueError(
-            f"{path}: IDX payload {kind}: header says shape {dims} of {dtype.name} = {expected} bytes, "
-            f"file has {actual}"
-        )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="))
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
-    """Write ``array`` as an IDX file (gzip-compressed when ``compress`` or the name ends in ``.gz``).
-
-    The inverse of :func:`read_idx`; used by the tests and handy for making small data sets.
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    codes = {v.newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
-    native = array.dtype.newbyteorder("=")
-    if native not in codes:
-        raise ValueError(f"write_idx: dtype {array.dtype} has no IDX type code")
-    header = bytes([0, 0, codes[native], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    payload = header + array.astype(native.newbyteorder(">")).tobytes()
-    if compress is None:
-        compress = path.suffix == ".gz"
-    path.write_bytes(gzip.compress(payload) if compress else payload)
-    return path
-
-
-def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes (read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _urlretrieve(url: str, dest: Path) -> None:
-    """Default fetch function: download ``url`` to ``dest`` (replaced in tests by a local copy)."""
-    with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:  # noqa: S310
-        shutil.copyfileobj(response, out)
-
-
-#: The function that downloads ``(url, destination_path)``; tests monkeypatch it (no network in CI).
-fetch: Callable[[str, Path], None] = _urlretrieve
-
-
-def download_verified(
-    name: str,
-    sha256: str,
-    cache_dir: str | os.PathLike,
-    mirrors: tuple[str, ...] = MNIST_MIRRORS,
-    *,
-    fetch_fn: Callable[[str, Path], None] | None = None,
-) -> Path:
-    """Return ``cache_dir/name``, downloading it first if needed, and only if its SHA-256 is ``sha256``.
-
-    A cached file with the wrong digest (corrupt, truncated, substituted) is deleted and fetched again; a
-    download with the wrong digest is deleted and the next mirror is tried. The file appears in
-    ``cache_dir`` only after it has been verified (download to a temporary name, then rename).
-
-    Raises:
-        ``ValueError`` if every mirror gave a file with the wrong digest (the message lists the digests);
-        ``OSError`` if no mirror could be reached (offline), with a hint to use the offline sources.
-    """
-    fetch_fn = fetch_fn if fetch_fn is not None else fetch
-    cache_dir = Path(cache_dir).expanduser()
-    target = cache_dir / name
-    if target.is_file():
-        if sha256_file(target) == sha256:
-            return target
-        target.unlink()  # corrupt cache entry: never use it
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    problems: list[str] = []
-    for mirror in mirrors:
-        fd, tmp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=cache_dir)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            fetch_fn(mirror + name, tmp)
-            digest = sha256_file(tmp)
-            if digest != sha256:
-                problems.append(f"{mirror + name}: SHA-256 {digest} != expected {sha256}")
-                continue
-            tmp.replace(target)
-            return target
-        except OSError as err:
-            problems.append(f"{mirror + name}: {err}")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    if all(": SHA-256" not in p for p in problems):
-        raise OSError(
-            f"could not download {name} ({'; '.join(problems)}). Offline? Use load_images('fashion-mnist') "
-            "(apt install dataset-fashion-mnist) or load_images('digits')."
-        )
-    raise ValueError(f"download of {name} failed verification: " + "; ".join(problems))
-
-
-# --------------------------------------------------------------------------------------------------
 # Loading and splitting
 # --------------------------------------------------------------------------------------------------
 
@@ -299,22 +179,64 @@ def _find_idx_file(folder: Path, stem: str) -> Path:
     """``folder/stem.gz`` or ``folder/stem`` (also accepts the ``stem.idx3-ubyte`` spelling with a dot)."""
     candidates = [stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")]
     for c in candidates:
-        if (folder / c).is_file():
+        if (folder / c).exists():
             return folder / c
     raise FileNotFoundError(f"{folder}: no IDX file named {stem}[.gz] (need {', '.join(s + '[.gz]' for s in IDX_FILES)})")
 
 
-def _read_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Read the four standard files of an MNIST-format folder -> (x_train, y_train, x_test, y_test) uint8."""
-    xtr, ytr, xte, yte = (read_idx(_find_idx_file(folder, s)) for s in IDX_FILES)
-    for x, y, split in ((xtr, ytr, "train"), (xte, yte, "test")):
+def _check_arrays(
+    arrays: list[np.ndarray], names: list[str], where: str, n_classes: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check the four arrays of an MNIST-format data set -> (x_train, y_train, x_test, y_test).
+
+    Images: 3-D ``(n, H, W)``, the same ``H, W`` in both splits; uint8, or another integer type with values in
+    [0, 255] (8-bit intensities), or floating point with finite values in [0, 1]. Labels: 1-D, integers,
+    one per image, in ``[0, n_classes)`` (non-negative when ``n_classes`` is None).
+    """
+    xtr, ytr, xte, yte = arrays
+    for x, y, xn, yn, split in ((xtr, ytr, names[0], names[1], "train"), (xte, yte, names[2], names[3], "test")):
         if x.ndim != 3 or y.ndim != 1:
-            raise ValueError(f"{folder}: {split} images must be 3-D (n, H, W) and labels 1-D; got {x.shape}, {y.shape}")
+            raise ValueError(f"{where}: {split} images must be 3-D (n, H, W) and labels 1-D; got {x.shape}, {y.shape}")
         if len(x) != len(y):
-            raise ValueError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
+            raise ValueError(f"{where}: {len(x)} {split} images but {len(y)} labels")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{yn}: labels must be integers, got {y.dtype}")
+        if len(y):
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or (n_classes is not None and hi >= n_classes):
+                bad = int(np.flatnonzero((y < 0) | (y >= (n_classes if n_classes is not None else np.inf)))[0])
+                allowed = f"[0, {n_classes})" if n_classes is not None else "non-negative"
+                raise ValueError(f"{yn}: label {int(y[bad])} at index {bad} is outside the class range {allowed}")
+        if x.size and x.dtype != np.uint8:
+            if np.issubdtype(x.dtype, np.integer):
+                lo_ok, hi_ok, what = 0, 255, "8-bit pixel values [0, 255]"
+            else:
+                lo_ok, hi_ok, what = 0.0, 1.0, "[0, 1] for floating-point pixels"
+            finite = bool(np.isfinite(x).all()) if not np.issubdtype(x.dtype, np.integer) else True
+            lo, hi = x.min(), x.max()
+            if not finite or lo < lo_ok or hi > hi_ok:
+                raise ValueError(
+                    f"{xn}: {x.dtype} image values must be {what}; found min {lo}, max {hi}"
+                    + ("" if finite else " and non-finite values")
+                )
     if xtr.shape[1:] != xte.shape[1:]:
-        raise ValueError(f"{folder}: train images are {xtr.shape[1:]} but test images {xte.shape[1:]}")
+        raise ValueError(f"{where}: train images are {xtr.shape[1:]} but test images {xte.shape[1:]}")
     return xtr, ytr, xte, yte
+
+
+def _read_idx_folder(folder: Path, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check the four standard files of an MNIST-format folder -> (x_train, y_train, x_test, y_test)."""
+    paths = [_find_idx_file(folder, s) for s in IDX_FILES]
+    return _check_arrays([read_idx(p) for p in paths], [str(p) for p in paths], str(folder), n_classes)
+
+
+def _load_remote(source: str, cache_dir: str | os.PathLike | None) -> tuple[tuple, str]:
+    """Fashion-MNIST or MNIST from the packaged folder, the cache or the mirrors, verified."""
+    dataset, classes = _REMOTE[source]
+    payloads, origin = _download.obtain(dataset, cache_dir=cache_dir)
+    names = [str(Path(origin) / s.name) for s in dataset.files]
+    arrays = [parse_idx(payloads[s.name], n) for s, n in zip(dataset.files, names)]
+    return _check_arrays(arrays, names, origin, len(classes)), origin
 
 
 def _load_digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -370,14 +292,16 @@ def load_images(
     """Load an image classification data set as NumPy train / val / test splits.
 
     Args:
-        source: ``"auto"`` (Fashion-MNIST if installed, else digits), ``"fashion-mnist"``, ``"mnist"``
-            (downloads once, SHA-256 verified), ``"digits"`` (scikit-learn, 8×8) or ``"idx"`` (with ``path``).
+        source: ``"fashion-mnist"``, ``"mnist"`` (packaged, cached or downloaded once; always verified),
+            ``"digits"`` (scikit-learn, 8×8), ``"idx"`` (with ``path``) or ``"auto"`` (Fashion-MNIST when it
+            can be had, else digits with a notice).
         flatten: ``True`` -> ``x`` of shape ``(n, H*W)`` (for MLPs); ``False`` -> ``(n, 1, H, W)`` (for CNNs).
         n_val: images moved from the training set into the validation set (chosen with ``seed``); default
             5000 for the 60k-image sets and 200 for digits.
         seed: seed of the train/validation split (the test set is always the same).
-        path: folder holding the four IDX files, for ``source="idx"`` (or to override the Fashion-MNIST folder).
-        cache_dir: download folder for ``"mnist"`` (default ``~/.cache/bncourse``).
+        path: folder holding the four IDX files, for ``source="idx"``; with ``"fashion-mnist"`` / ``"mnist"``
+            a folder used instead of the packaged one, cache and mirrors (verified all the same).
+        cache_dir: download cache (default ``$BNCOURSE_CACHE_DIR`` or the platform's user cache folder).
         verbose: with ``source="auto"``, print one line saying which data set was used and why.
 
     Returns:
@@ -385,31 +309,22 @@ def load_images(
         Digits: x_train (1237, 64), x_val (200, 64), x_test (360, 64), ``image_shape == (1, 8, 8)``.
         Results are cached in memory: a second call with the same arguments is free (the arrays are shared:
         copy them before modifying them in place).
+
+    Raises:
+        ``ValueError`` naming the file and the problem for any corrupt or unverifiable data file (and when
+        every mirror served a bad file); ``OSError`` naming every mirror tried when none could be reached.
     """
     valid = ("auto", "fashion-mnist", "mnist", "digits", "idx")
     if source not in valid:
         raise ValueError(f"load_images: unknown source {source!r}; expected one of {valid}")
+    preloaded = None
     if source == "auto":
-        folder = Path(path) if path is not None else FASHION_MNIST_DIR
-        try:
-            _find_idx_file(folder, IDX_FILES[0])
-            found = True
-        except FileNotFoundError:
-            found = False
-        if found:
-            msg = f"bncourse.data: using Fashion-MNIST from {folder} (Debian package dataset-fashion-mnist)"
-            source = "fashion-mnist"
-        else:
-            msg = (
-                f"bncourse.data: Fashion-MNIST not found in {folder} (apt install dataset-fashion-mnist); "
-                "falling back to scikit-learn digits (8x8)"
-            )
-            source = "digits"
-        if verbose:
-            print(msg)
+        source, preloaded = _resolve_auto(path, cache_dir, verbose)
     if n_val is None:
         n_val = 200 if source == "digits" else 5000
-    key = (source, flatten, n_val, seed, str(path), str(cache_dir))
+    # The folders the environment points at are part of the key: changing them loads again.
+    key = (source, flatten, n_val, seed, str(path), str(cache_dir), str(datasets_root()), str(cache_root()),
+           _download.env_mirrors())
     if key in _CACHE:
         return _CACHE[key]
 
@@ -417,31 +332,54 @@ def load_images(
         xtr, ytr, xte, yte = _load_digits_arrays()
         data = _finish(xtr, ytr, xte, yte, source="digits", class_names=DIGIT_CLASSES,
                        origin="sklearn.datasets.load_digits", flatten=flatten, n_val=n_val, seed=seed)
-    elif source == "fashion-mnist":
-        folder = Path(path) if path is not None else FASHION_MNIST_DIR
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"Fashion-MNIST not found in {folder}: install Debian's package (apt install "
-                "dataset-fashion-mnist), pass path= to a folder with the IDX files, or use source='digits'"
-            )
-        xtr, ytr, xte, yte = _read_idx_folder(folder)
-        data = _finish(xtr, ytr, xte, yte, source="fashion-mnist", class_names=FASHION_MNIST_CLASSES,
-                       origin=str(folder), flatten=flatten, n_val=n_val, seed=seed)
-    elif source == "mnist":
-        folder = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "bncourse").expanduser()
-        folder = folder / "mnist"
-        for name, digest in MNIST_SHA256.items():
-            download_verified(name, digest, folder)
-        xtr, ytr, xte, yte = _read_idx_folder(folder)
-        data = _finish(xtr, ytr, xte, yte, source="mnist", class_names=DIGIT_CLASSES,
-                       origin=str(folder), flatten=flatten, n_val=n_val, seed=seed)
+    elif source in _REMOTE:
+        dataset, classes = _REMOTE[source]
+        if path is not None:  # a folder of the user's, verified like the packaged one
+            payloads = _download.read_folder(path, dataset)
+            names = [str(Path(path) / s.name) for s in dataset.files]
+            arrays = [parse_idx(payloads[s.name], n) for s, n in zip(dataset.files, names)]
+            (xtr, ytr, xte, yte), origin = _check_arrays(arrays, names, str(path), len(classes)), str(path)
+        else:
+            (xtr, ytr, xte, yte), origin = preloaded or _load_remote(source, cache_dir)
+        data = _finish(xtr, ytr, xte, yte, source=source, class_names=classes,
+                       origin=origin, flatten=flatten, n_val=n_val, seed=seed)
     else:  # "idx"
         if path is None:
             raise ValueError("load_images(source='idx') needs path= (a folder with the four IDX files)")
         folder = Path(path)
         xtr, ytr, xte, yte = _read_idx_folder(folder)
-        n_classes = int(max(ytr.max(), yte.max())) + 1
+        n_classes = int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
         data = _finish(xtr, ytr, xte, yte, source="idx", class_names=[str(i) for i in range(n_classes)],
                        origin=str(folder), flatten=flatten, n_val=n_val, seed=seed)
     _CACHE[key] = data
     return data
+
+
+def _resolve_auto(
+    path: str | os.PathLike | None, cache_dir: str | os.PathLike | None, verbose: bool,
+) -> tuple[str, tuple | None]:
+    """``("fashion-mnist", arrays and origin or None)`` when it can be had, else ``("digits", None)`` with a
+    notice that is always shown.
+
+    With ``path``, only that folder is looked at; without, the packaged folder, the cache and the mirrors
+    (an unreachable network means digits; a corrupt file is an error, never a silent switch).
+    """
+    loaded = None
+    if path is not None:
+        found = _download._folder_files(Path(path), FASHION_MNIST) is not None
+        where = str(path)
+    else:
+        try:
+            loaded = _load_remote("fashion-mnist", cache_dir)
+            found, where = True, loaded[1]
+        except OSError as err:
+            found, where = False, f"the packaged folder, the cache or any mirror ({err})"
+    if found:
+        if verbose:
+            print(f"bncourse.data: using Fashion-MNIST from {where}")
+        return "fashion-mnist", loaded
+    print(
+        f"bncourse.data: NOTICE: Fashion-MNIST not found in {where} (apt install dataset-fashion-mnist, or go "
+        "online once); falling back to scikit-learn digits (8x8): results differ from the course's"
+    )
+    return "digits", None

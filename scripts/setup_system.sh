@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# System packages the course uses, from Debian's archive (never a browser or data download of our own):
+# System packages the course uses, from Debian's archive:
 #   dataset-fashion-mnist  Fashion-MNIST as IDX files in /usr/share/datasets/fashion-mnist
 #   chromium               the headless browser the site test drives
-# Without apt (macOS, Colab without root...) it says what is missing and carries on: the course then
-# falls back to scikit-learn's digits, and the browser test is reported as not runnable.
+#   npm                    fetches the website's JavaScript assets once (scripts/vendor_assets.py)
+# With apt-get (Debian, Ubuntu; as root or through sudo) it installs what is missing. Without apt (macOS...) it
+# says in one line what is missing and what still works, and carries on.
 set -uo pipefail
 need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ ${#need[@]} -eq 0 ] && { echo "system packages: all present"; exit 0; }
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "system packages: no apt-get here; missing: ${need[*]} (see README, 'Without Debian')"; exit 0
+  works="notebooks and unit tests work (Fashion-MNIST is downloaded once on first use)"
+  case " ${need[*]} " in *" npm "*) works="$works; make book needs npm (install Node.js)";; esac
+  case " ${need[*]} " in *" chromium "*) works="$works; the browser test needs Chromium";; esac
+  echo "system packages: no apt-get here; missing: ${need[*]}; $works"; exit 0
 fi
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "system packages: missing ${need[*]}, and installing them needs root (no sudo)" >&2; exit 1; }
+  SUDO="sudo"
+fi
 echo "system packages: installing ${need[*]}"
 $SUDO apt-get update -qq || true
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \

@@ -1,4 +1,4 @@
-"""bncourse.data: IDX parsing and validation, SHA-256-checked downloads (offline, fetch injected), sources."""
+"""bncourse.data: IDX parsing and validation, sources; the packaged/cache/mirror chain is in test_data_download."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_read_idx_truncated_gzip(tmp_path):
     good = gzip.compress(_idx_bytes(0x08, (100,), bytes(range(100))))
     path = tmp_path / "cut.gz"
     path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(ValueError, match="corrupt or truncated gzip") as info:
+    with pytest.raises(ValueError, match="truncated gzip data") as info:
         read_idx(path)
     assert str(path) in str(info.value)
 
@@ -91,64 +91,6 @@ def test_sha256_file_matches_hashlib(tmp_path):
     assert sha256_file(path) == hashlib.sha256(blob).hexdigest()
 
 
-def _server(files: dict[str, bytes], calls: list[str]):
-    """A fetch function serving ``files`` by name (the "network"), logging the URLs asked for."""
-    def fetch(url: str, dest: Path) -> None:
-        calls.append(url)
-        name = url.rsplit("/", 1)[1]
-        if name not in files:
-            raise OSError(f"404 {url}")
-        Path(dest).write_bytes(files[name])
-    return fetch
-
-
-def test_download_verified_fetches_once_and_verifies(tmp_path):
-    content = b"hello IDX"
-    digest = hashlib.sha256(content).hexdigest()
-    calls: list[str] = []
-    fetch = _server({"f.gz": content}, calls)
-    p = bd.download_verified("f.gz", digest, tmp_path, mirrors=("http://m1/",), fetch_fn=fetch)
-    assert p == tmp_path / "f.gz" and p.read_bytes() == content
-    p2 = bd.download_verified("f.gz", digest, tmp_path, mirrors=("http://m1/",), fetch_fn=fetch)
-    assert p2 == p and calls == ["http://m1/f.gz"]  # cached: no second fetch
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["f.gz"]  # no temporary files left
-
-
-def test_download_verified_mismatch_raises_and_keeps_nothing(tmp_path):
-    calls: list[str] = []
-    fetch = _server({"f.gz": b"tampered"}, calls)
-    expected = hashlib.sha256(b"original").hexdigest()
-    with pytest.raises(ValueError, match="SHA-256") as info:
-        bd.download_verified("f.gz", expected, tmp_path, mirrors=("http://m1/", "http://m2/"), fetch_fn=fetch)
-    assert expected in str(info.value)
-    assert calls == ["http://m1/f.gz", "http://m2/f.gz"]  # tried every mirror
-    assert list(tmp_path.iterdir()) == []  # the bad download is not kept
-
-
-def test_download_verified_replaces_corrupt_cache_and_uses_next_mirror(tmp_path):
-    good = b"the real bytes"
-    digest = hashlib.sha256(good).hexdigest()
-    (tmp_path / "f.gz").write_bytes(b"the real byt")  # truncated earlier download in the cache
-    calls: list[str] = []
-    files = {"f.gz": good}
-
-    def fetch(url, dest):  # first mirror is down, second serves the good file
-        calls.append(url)
-        if url.startswith("http://down/"):
-            raise OSError("connection refused")
-        _server(files, [])(url, dest)
-
-    p = bd.download_verified("f.gz", digest, tmp_path, mirrors=("http://down/", "http://ok/"), fetch_fn=fetch)
-    assert p.read_bytes() == good and calls == ["http://down/f.gz", "http://ok/f.gz"]
-
-
-def test_download_verified_offline_message(tmp_path):
-    def offline(url, dest):
-        raise OSError("Name or service not known")
-    with pytest.raises(OSError, match="Offline.*digits"):
-        bd.download_verified("f.gz", "0" * 64, tmp_path, mirrors=("http://m/",), fetch_fn=offline)
-
-
 def _fake_mnist_folder(folder: Path, n_train=30, n_test=10, hw=(28, 28), compress=True) -> dict:
     rng = np.random.default_rng(3)
     arrays = {
@@ -161,26 +103,6 @@ def _fake_mnist_folder(folder: Path, n_train=30, n_test=10, hw=(28, 28), compres
     for stem, arr in arrays.items():
         write_idx(folder / (stem + (".gz" if compress else "")), arr)
     return arrays
-
-
-def test_load_mnist_through_injected_fetch(tmp_path, monkeypatch):
-    """The whole "mnist" path offline: the pinned digests are swapped for those of fake files."""
-    served = tmp_path / "server"
-    arrays = _fake_mnist_folder(served)
-    files = {p.name: p.read_bytes() for p in served.iterdir()}
-    calls: list[str] = []
-    monkeypatch.setattr(bd, "fetch", _server(files, calls))
-    monkeypatch.setattr(bd, "MNIST_SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
-    bd.clear_cache()
-    d = load_images("mnist", cache_dir=tmp_path / "cache", n_val=5, verbose=False)
-    assert d.source == "mnist" and d.x_train.shape == (25, 784) and d.x_test.shape == (10, 784)
-    np.testing.assert_array_equal(d.y_test, arrays[IDX_FILES[3]])
-    np.testing.assert_allclose(d.x_test, arrays[IDX_FILES[2]].reshape(10, -1) / 255.0, rtol=1e-7)
-    assert len(calls) == 4
-    bd.clear_cache()
-    load_images("mnist", cache_dir=tmp_path / "cache", n_val=5, verbose=False)
-    assert len(calls) == 4  # verified files in the disk cache are reused
-    bd.clear_cache()
 
 
 def test_pinned_mnist_digests_are_the_published_ones():
@@ -246,31 +168,46 @@ def test_digits_shapes_split_and_seed():
         load_images("digits", n_val=5000)
 
 
-def test_auto_falls_back_to_digits_with_one_line(tmp_path, capsys):
+def test_auto_falls_back_to_digits_with_a_visible_notice(tmp_path, capsys):
     bd.clear_cache()
     d = load_images("auto", path=tmp_path / "missing")
     out = capsys.readouterr().out.strip().splitlines()
     assert d.source == "digits"
-    assert len(out) == 1 and "not found" in out[0] and "apt install dataset-fashion-mnist" in out[0] \
-        and "digits" in out[0]
+    assert len(out) == 1 and "NOTICE" in out[0] and "not found" in out[0] \
+        and "apt install dataset-fashion-mnist" in out[0] and "digits" in out[0]
     load_images("auto", path=tmp_path / "missing", verbose=False)
-    assert capsys.readouterr().out == ""
+    assert "NOTICE" in capsys.readouterr().out  # never a silent switch of data set
 
 
-def test_auto_uses_an_installed_folder(tmp_path, capsys):
+def test_auto_offline_falls_back_with_notice(tmp_path, monkeypatch, capsys):
+    """No package, empty cache, unreachable mirrors: digits, and it says so."""
+    monkeypatch.setenv("BNCOURSE_DATASETS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("BNCOURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bd, "FASHION_MNIST", bd.RemoteDataset("fashion-mnist", bd.FASHION_MNIST.files,
+                                                              ("http://127.0.0.1:9/",)))
+    monkeypatch.setitem(bd._REMOTE, "fashion-mnist", (bd.FASHION_MNIST, bd.FASHION_MNIST_CLASSES))
+    bd.clear_cache()
+    d = load_images("auto", verbose=False)
+    assert d.source == "digits"
+    assert "NOTICE" in capsys.readouterr().out
+    bd.clear_cache()
+
+
+def test_fashion_mnist_folder_with_other_data_is_rejected(tmp_path):
+    """A folder of the user's that claims to be Fashion-MNIST is verified like the packaged one."""
     _fake_mnist_folder(tmp_path)
     bd.clear_cache()
-    d = load_images("auto", path=tmp_path, n_val=5)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert d.source == "fashion-mnist" and d.x_train.shape == (25, 784)
-    assert len(out) == 1 and out[0].startswith("bncourse.data: using Fashion-MNIST from") and str(tmp_path) in out[0]
-    bd.clear_cache()
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: decompressed SHA-256 [0-9a-f]{64} != expected "
+                                         + bd.FASHION_MNIST_PAYLOAD_SHA256["train-images-idx3-ubyte.gz"]):
+        load_images("fashion-mnist", path=tmp_path, n_val=5)
 
 
 @pytest.mark.skipif(not (bd.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_fashion_mnist():
+def test_real_fashion_mnist(monkeypatch):
+    monkeypatch.setenv("BNCOURSE_DATASETS_DIR", str(bd.FASHION_MNIST_DIR.parent))
     d = load_images("fashion-mnist")
+    assert d.origin == str(bd.FASHION_MNIST_DIR)
     assert d.x_train.shape == (55000, 784) and d.x_val.shape == (5000, 784) and d.x_test.shape == (10000, 784)
     assert np.bincount(d.y_test).tolist() == [1000] * 10
     assert d.class_names[9] == "Ankle boot"
@@ -285,3 +222,82 @@ def test_corrupt_real_format_file_is_reported(tmp_path):
     with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: IDX payload truncated"):
         load_images("idx", path=tmp_path, n_val=5)
     shutil.rmtree(tmp_path)
+
+
+# ------------------------------------------------------------------------------- every fault, a ValueError
+
+
+def test_corrupt_gzip_body_is_a_value_error(tmp_path):
+    good = gzip.compress(_idx_bytes(0x08, (4000,), bytes(range(250)) * 16))
+    broken = bytearray(good)
+    broken[20:60] = b"\xff" * 40  # the deflate stream itself (zlib.error, not OSError)
+    path = tmp_path / "body.gz"
+    path.write_bytes(bytes(broken))
+    with pytest.raises(ValueError, match="corrupt gzip data") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    crc = bytearray(good)
+    crc[-8] ^= 0xFF  # a wrong CRC-32 in the trailer
+    path.write_bytes(bytes(crc))
+    with pytest.raises(ValueError, match="corrupt gzip data.*CRC"):
+        read_idx(path)
+
+
+def test_idx_dimensions_that_overflow_are_a_value_error(tmp_path):
+    huge = (2**32 - 1).to_bytes(4, "big")
+    path = tmp_path / "overflow-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x0d\x03" + huge * 3 + bytes(16))  # 2**96 float32 values claimed
+    with pytest.raises(ValueError, match=r"payload truncated: header says shape \(4294967295, 4294967295, "
+                                         r"4294967295\)") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_directory_where_a_file_belongs(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        read_idx(tmp_path / "train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array([0, 1, -1, 2, 3, 4, 5, 6, 7, 8], dtype=np.int8), r"label -1 at index 2 is outside the class range non-negative"),
+    (np.arange(10, dtype=np.float32), "labels must be integers, got float32"),
+])
+def test_bad_labels_name_the_file(tmp_path, labels, match):
+    _fake_mnist_folder(tmp_path, n_test=10)
+    write_idx(tmp_path / (IDX_FILES[3] + ".gz"), labels)
+    bd.clear_cache()
+    with pytest.raises(ValueError, match=match) as info:
+        load_images("idx", path=tmp_path, n_val=5)
+    assert IDX_FILES[3] in str(info.value)
+
+
+def test_labels_outside_the_class_range(tmp_path):
+    images = np.zeros((3, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match=r"lab.gz: label 10 at index 1 is outside the class range \[0, 10\)"):
+        bd._check_arrays([images, np.array([0, 1, 2], np.uint8), images, np.array([0, 10, 2], np.uint8)],
+                         ["img.gz", "y.gz", "timg.gz", "lab.gz"], "folder", 10)
+
+
+@pytest.mark.parametrize("images, match", [
+    (np.full((10, 28, 28), 300, dtype=np.int16), r"int16 image values must be 8-bit pixel values \[0, 255\]; found min 300"),
+    (np.full((10, 28, 28), 1.5, dtype=np.float32), r"float32 image values must be \[0, 1\]"),
+    (np.full((10, 28, 28), np.nan, dtype=np.float64), "non-finite"),
+])
+def test_image_values_outside_their_range(tmp_path, images, match):
+    _fake_mnist_folder(tmp_path, n_test=10)
+    write_idx(tmp_path / (IDX_FILES[2] + ".gz"), images)
+    bd.clear_cache()
+    with pytest.raises(ValueError, match=match) as info:
+        load_images("idx", path=tmp_path, n_val=5)
+    assert IDX_FILES[2] in str(info.value)
+
+
+def test_float_images_in_range_are_kept(tmp_path):
+    _fake_mnist_folder(tmp_path, n_test=10)
+    images = np.linspace(0, 1, 10 * 28 * 28, dtype=np.float32).reshape(10, 28, 28)
+    write_idx(tmp_path / (IDX_FILES[2] + ".gz"), images)
+    bd.clear_cache()
+    d = load_images("idx", path=tmp_path, n_val=5)
+    np.testing.assert_array_equal(d.x_test, images.reshape(10, -1))
+    bd.clear_cache()

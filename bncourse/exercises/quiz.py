@@ -91,7 +91,7 @@ class MultipleChoice(Question):
 
     # ----- message parts (shared with the static renderer) --------------------------------------------------
     def message_parts(self) -> dict[str, str]:
-        """Every fragment a feedback message is assembled from, by key (see :meth:`grade`)."""
+        """Every fragment a feedback message is assembled from, by key (see ``grade``)."""
         # The order of the parts is the order in which a message joins them (the static page relies on it).
         parts = {
             "none": ("No option ticked: tick every option that applies, then press Check." if self.multi
@@ -200,7 +200,7 @@ class Numeric(Question):
         return self.tol + 1e-12 * max(1.0, abs(self.answer))
 
     def message_parts(self) -> dict[str, str]:
-        """Every fragment a feedback message is assembled from, by key (see :meth:`grade`)."""
+        """Every fragment a feedback message is assembled from, by key (see ``grade``)."""
         unit = f" {self.units}" if self.units else ""
         within = f"within ±{self.tol:g}{unit} of the answer"
         return {
