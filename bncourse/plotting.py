@@ -16,7 +16,7 @@ from bncourse.recorders import PercentileRecorder
 from bncourse.history import History
 
 __all__ = ["plot_curves", "plot_percentiles", "plot_bars", "plot_bn_graph", "plot_descent", "show_table",
-           "table_html", "metric_label"]
+           "table_html", "metric_label", "plot_health"]
 
 _LABELS = {
     "test_acc": "test accuracy",
@@ -283,3 +283,42 @@ def show_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> No
     from IPython.display import HTML, display
 
     display(HTML(table_html(header, rows)))
+
+
+def plot_health(monitors: Mapping[str, HealthMonitor], step: int, axes=None):
+    """A network-health dashboard: one row per monitor (e.g. ``{"no BN": m1, "BN": m2}``), four panels each.
+
+    Panels: histograms of every watched layer's activations and of their gradients at the recorded ``step``;
+    the saturated fraction per layer at each recorded step; the update-to-data ratio of every layer at
+    every optimizer step (log scale, with the ``1e-3`` rule of thumb). ``axes``: (rows, 4) array or ``None``
+    (a new figure). Returns the axes array.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(monitors)
+    if axes is None:
+        _, axes = plt.subplots(len(names), 4, figsize=(17, 3.6 * len(names)), squeeze=False)
+    axes = np.asarray(axes).reshape(len(names), 4)
+    for row, label in zip(axes, names):
+        mon = monitors[label]
+        if step not in mon.steps:
+            raise ValueError(f"step {step} was not recorded by the {label!r} monitor (recorded: {mon.steps})")
+        k = mon.steps.index(step)
+        for name in mon.acts:
+            row[0].hist(mon.activations[name][k], bins=50, histtype="step", density=True, label=name)
+            g = mon.gradients[name][k]
+            row[1].hist(g, bins=np.linspace(-1, 1, 81) * max(np.abs(g).max(), 1e-30), histtype="step",
+                        density=True, label=f"{name}: std {g.std():.1e}")
+            row[2].plot(mon.steps, mon.saturation[name], "o-", label=name)
+            row[3].semilogy(mon.update_steps, mon.update_ratio[name], lw=0.8, label=name)
+        row[0].set(title=f"{label}: activations at step {step}", xlabel="activation output", ylabel="density")
+        row[1].set(title=f"{label}: gradients at step {step}", xlabel="dL / d(activation output)",
+                   ylabel="density")
+        row[1].ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+        row[2].set(title=f"{label}: saturated fraction", xlabel="step", ylabel="fraction saturated",
+                   ylim=(-0.02, 1.02))
+        row[3].axhline(1e-3, color="k", ls="--", lw=0.8, label="$10^{-3}$")
+        row[3].set(title=f"{label}: update-to-data ratio", xlabel="step", ylabel=r"$\|\Delta W\| / \|W\|$")
+        for ax in row:
+            ax.legend(fontsize=7)
+    return axes

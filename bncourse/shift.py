@@ -50,6 +50,13 @@ __all__ = [
     "em_prior_adjustment",
     "shift_images",
     "CHAPTER2_SHIFTS",
+    "GENDER_SEPARATION",
+    "GENDER_MARKER_STD",
+    "marker_trend",
+    "gender_shift_data",
+    "bayes_gender",
+    "GenderShiftResult",
+    "gender_shift_experiment",
 ]
 
 
@@ -502,3 +509,103 @@ CHAPTER2_SHIFTS = {
     "gamma 3 (darker mid-tones)": dict(gamma=3.0),
     "inverted": dict(invert=True),
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# Covariate shift in a classifier: genders told apart by a marker that drifts with age
+# ----------------------------------------------------------------------------------------------
+
+#: Distance between the two genders' mean marker values (:func:`gender_shift_data`).
+GENDER_SEPARATION = 2.0
+#: Standard deviation of the marker within a gender at a given age.
+GENDER_MARKER_STD = 0.5
+
+
+def marker_trend(age: np.ndarray) -> np.ndarray:
+    """The fixed mid-point ``((age - 20) / 15) ** 2`` of the two genders' marker means, (n,) -> (n,).
+
+    Gender 1's marker has mean ``trend + GENDER_SEPARATION / 2``, gender 0's ``trend - GENDER_SEPARATION / 2``:
+    the feature that separates the genders shifts with age, slowly for the young and fast for the old.
+    """
+    return ((np.asarray(age, dtype=np.float64) - 20.0) / 15.0) ** 2
+
+
+def gender_shift_data(
+    n_source: int = 1000,
+    n_target: int = 1000,
+    seed: int = 0,
+    source_age: tuple[float, float] = (35.0, 10.0),
+    target_age: tuple[float, float] = (55.0, 7.0),
+) -> ShiftData:
+    """Covariate shift in classification: trained on the young, used on the old.
+
+    Each person has a gender ``y`` (0 or 1, equally likely, independent of age), an age (source
+    ``N(*source_age)``, target ``N(*target_age)``) and a marker
+    ``m = marker_trend(age) + (y - 1/2) * GENDER_SEPARATION + GENDER_MARKER_STD * eps``. Since ``p(age, m | y)``
+    differs between the domains only through ``p(age)``, ``p(y | age, m)`` is the same in both: a covariate
+    shift. Shapes: ``x_*`` (n, 2) = (age, marker), ``y_*`` (n,) int64.
+    """
+    _check_n(n_source=n_source, n_target=n_target)
+    for name, (_, std) in (("source_age", source_age), ("target_age", target_age)):
+        if not std > 0:
+            raise ValueError(f"{name} std must be positive, got {std}")
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int, age_dist: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        age = rng.normal(age_dist[0], age_dist[1], n)
+        y = rng.integers(0, 2, n)
+        marker = marker_trend(age) + (y - 0.5) * GENDER_SEPARATION + GENDER_MARKER_STD * rng.standard_normal(n)
+        return np.column_stack([age, marker]), y.astype(np.int64)
+
+    xs, ys = draw(n_source, source_age)
+    xt, yt = draw(n_target, target_age)
+    return ShiftData(xs, ys, xt, yt, "covariate")
+
+
+def bayes_gender(x: np.ndarray) -> np.ndarray:
+    """The Bayes classifier of :func:`gender_shift_data`: gender 1 iff the marker exceeds the trend. (n, 2) -> (n,)."""
+    x = _as_samples(x, "x")
+    return (x[:, 1] > marker_trend(x[:, 0])).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class GenderShiftResult:
+    """Accuracies of :func:`gender_shift_experiment`: the linear classifier on the source and on the target,
+    the same classifier fitted with importance weights (target), one quadratic in age (target), and the Bayes
+    classifier (target)."""
+
+    source: float
+    target: float
+    target_weighted: float
+    target_quadratic: float
+    target_bayes: float
+
+
+def gender_shift_experiment(seed: int = 0, n_source: int = 1000, n_target: int = 1000) -> GenderShiftResult:
+    """Train logistic regressions on the young (:func:`gender_shift_data`) and score them on the old.
+
+    The linear classifier's boundary ``marker = a + b * age`` fits the trend where the young are and falls
+    behind it at old ages; importance weights (:func:`importance_weights` on the inputs) move the fit towards
+    the ages of the target; a boundary quadratic in age is well specified and barely notices the shift.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    d = gender_shift_data(n_source, n_target, seed=seed)
+
+    def fit(degree: int, weights: np.ndarray | None = None):
+        model = make_pipeline(StandardScaler(), PolynomialFeatures(degree, include_bias=False),
+                              LogisticRegression(C=100.0, max_iter=5000))
+        return model.fit(d.x_source, d.y_source, logisticregression__sample_weight=weights)
+
+    linear = fit(1)
+    weighted = fit(1, importance_weights(d.x_source, d.x_target))
+    quadratic = fit(2)
+    return GenderShiftResult(
+        source=float(linear.score(d.x_source, d.y_source)),
+        target=float(linear.score(d.x_target, d.y_target)),
+        target_weighted=float(weighted.score(d.x_target, d.y_target)),
+        target_quadratic=float(quadratic.score(d.x_target, d.y_target)),
+        target_bayes=float(np.mean(bayes_gender(d.x_target) == d.y_target)),
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 import bncourse.exercises as exercises
 from bncourse.exercises import Case, CodeExercise, Feedback, MultipleChoice, Numeric, markup, registry
@@ -486,8 +487,8 @@ def book_question_texts() -> list[tuple[str, str]]:
             if cell["cell_type"] != "code":
                 continue
             source = "".join(cell["source"])
-            lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-            tree = ast.parse("\n".join(lines))  # a notebook cell that does not parse fails here, loudly
+            # IPython's own translation of magics (``%pip`` -> a call), so a magic inside a block still parses
+            tree = ast.parse(TransformerManager().transform_cell(source))  # a cell that does not parse fails here
             for node in ast.walk(tree):
                 name = getattr(node, "func", None)
                 name = getattr(name, "id", getattr(name, "attr", None))
