@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Executed notebooks of the website carry no widget state: no tqdm widgets there.
 export BNCOURSE_PROGRESS := 0
 
-.PHONY: setup book test unit notebooks site-test learner-test assets bench clean strip sync-repository
+.PHONY: setup book test unit notebooks site-test learner-test slow assets bench clean strip sync-repository
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== setup: virtual environment in $(VENV)"
@@ -43,7 +43,12 @@ book: assets
 	@echo "  $(PY) -m http.server -d _build/html 8000   and browse http://127.0.0.1:8000"
 
 unit: setup
-	$(PYTEST) tests -m "not site"
+	$(PYTEST) tests -m "not site and not slow"
+
+# Minutes-long checks, not in `make test`: every chapter on shifted seeds (BNCOURSE_SLOW_OFFSETS, default 101,202)
+# and the full lecture recipe of chapter 4 on 5 seeds.
+slow: setup
+	BNCOURSE_SLOW=1 $(PYTEST) tests -m slow -rA
 
 notebooks: setup
 	$(PYTEST) --nbval-lax -p no:cacheprovider book

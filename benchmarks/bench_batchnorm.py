@@ -9,8 +9,10 @@ Run from the repository root::
 What is timed: one training step of one BatchNorm layer, ``y = bn(x)`` then ``dL/dx, dL/dweight,
 dL/dbias`` for a fixed ``dL/dy`` (float32, affine, running statistics updated):
 
-* numpy staged / numpy compact: ``batchnorm_forward`` then ``batchnorm_backward_staged`` /
-  ``batchnorm_backward`` (every call allocates its arrays afresh);
+* numpy staged: the plain ``batchnorm_forward`` then ``batchnorm_backward_staged``, the
+  teaching code of chapter 5 (float64 inside);
+* numpy compact: the tuned path ``bncourse.numpy._fast`` (``forward`` then ``backward``), every
+  call allocating its arrays afresh;
 * numpy layer: ``bncourse.numpy.BatchNorm`` forward + backward (compact; the layer recycles the
   previous step's cache buffer, so a step allocates only y and dx, like torch);
 * bncourse.torch: ``bncourse.torch.batch_norm`` (custom autograd.Function), eager;
@@ -88,17 +90,18 @@ def time_round_robin(fns: Dict[str, Callable[[], None]], repeats: int,
 
 
 def numpy_step(shape: Tuple[int, ...], staged: bool, rng: np.random.Generator) -> Callable[[], None]:
-    from bncourse.numpy import batchnorm_backward, batchnorm_backward_staged, batchnorm_forward
+    from bncourse.numpy import _fast, batchnorm_backward_staged, batchnorm_forward
 
     c = shape[1]
     x = rng.standard_normal(shape, dtype=np.float32)
     dy = rng.standard_normal(shape, dtype=np.float32)
     weight, bias = np.ones(c, np.float32), np.zeros(c, np.float32)
     running_mean, running_var = np.zeros(c, np.float32), np.ones(c, np.float32)
-    backward = batchnorm_backward_staged if staged else batchnorm_backward
+    forward, backward = ((batchnorm_forward, batchnorm_backward_staged) if staged
+                         else (_fast.forward, _fast.backward))
 
     def step() -> None:
-        _, cache = batchnorm_forward(x, weight, bias, running_mean, running_var, training=True)
+        _, cache = forward(x, weight, bias, running_mean, running_var, training=True)
         backward(dy, cache)
     return step
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of bncourse.triton, in one go, for a machine with an NVIDIA GPU:
-#   1. the CUDA tests: tests/test_triton.py compiled on the GPU (with the benchmark shapes), and the
-#      bncourse.torch CUDA suite;
+#   1. the CUDA tests: tests/core/test_triton.py compiled on the GPU (with the benchmark shapes), and
+#      the core suite's CUDA cases (the torch-cuda backend and the cuda device, marker "cuda");
 #   2. the benchmark (bench_triton.py), which writes benchmarks/results/triton_<device>_<date>.{json,md}.
 # Everything it prints also goes to benchmarks/results/gpu_check_<date>.log. Commit benchmarks/results/.
 #
@@ -26,8 +26,9 @@ LOG=benchmarks/results/gpu_check_$(date -u +%Y-%m-%d).log
   bench_rc=0
   if [ "$WHAT" != bench ]; then
     echo "== tests (compiled on the GPU)"
-    "$PY" -m pytest tests/test_triton.py tests/test_cuda.py -q -p no:cacheprovider -rs --durations=5
+    "$PY" -m pytest tests/core/test_triton.py -q -p no:cacheprovider -rs --durations=5
     tests_rc=$?
+    "$PY" -m pytest tests/core -m cuda -q -p no:cacheprovider -rs --durations=5 || tests_rc=1
   fi
   if [ "$WHAT" != tests ]; then
     echo "== benchmark"

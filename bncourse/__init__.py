@@ -15,7 +15,7 @@ root of the repository says which layer each belongs to and where a new piece go
   ``bncourse.data``, ``bncourse.models``, ``bncourse.training``, ``bncourse.recorders``,
   ``bncourse.bn_statistics``, ``bncourse.plotting`` and ``bncourse.chapter`` (:func:`setup_chapter`).
 * the chapters' machinery: ``bncourse.scaling`` (chapter 1), ``bncourse.shift`` (chapter 2),
-  ``bncourse.conventions`` and ``bncourse.pitfalls`` (chapter 4), ``bncourse.landscape``,
+  ``bncourse.conventions`` and ``bncourse.pitfalls`` (chapter 7), ``bncourse.landscape``,
   ``bncourse.normalizers`` and ``bncourse.smoothness`` (chapters 3 and 6),
   ``bncourse.distributed`` (chapter 7: gloo workers, local BN vs SyncBatchNorm).
 """

@@ -1,12 +1,16 @@
 """Input validation shared by the NumPy and the PyTorch implementations.
 
-Every function here takes plain Python values (shapes as tuples, dtypes as names) so that both
-paths raise exactly the same exception type with exactly the same wording as
-``torch.nn.functional.batch_norm`` / ``torch.nn.BatchNorm*d`` (probed on torch 2.13).
+Every function here takes plain Python values (shapes as tuples, dtypes as names, an
+:class:`Operand` describing an array or tensor) so that both paths raise exactly the same
+exception type with exactly the same wording as ``torch.nn.functional.batch_norm`` /
+``torch.nn.BatchNorm*d`` (probed on torch 2.13). The one sequence of checks in torch's order is
+:func:`check_python_rules` (``F.batch_norm``'s own checks) and then :func:`check_batch_norm`
+(ATen's); a backend describes its input and calls the two.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import math
+from typing import NamedTuple, Optional, Sequence
 
 # The dtypes the torch CPU kernel accepts, by name.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -128,8 +132,6 @@ def check_same_dtypes(input_dtype: str, param_dtypes: Sequence[Optional[str]]) -
             )
 
 
-# --- added by the torch-core engineer -------------------------------------------------------------
-
 _FLOAT_TYPE_NAMES = {"float16": "Half", "bfloat16": "BFloat16", "float32": "Float", "float64": "Double"}
 
 
@@ -172,3 +174,111 @@ def check_stats_ndim(ndim: int) -> None:
     """Running buffers must be 1-D: ``RuntimeError: TensorAccessor expected 1 dims but tensor has 2``."""
     if ndim != 1:
         raise RuntimeError(f"TensorAccessor expected 1 dims but tensor has {ndim}")
+
+
+def check_buffers_grad(running_mean_requires_grad: bool, running_var_requires_grad: bool) -> None:
+    """Running buffers must not require grad (checked only while grad mode is on, as in torch)."""
+    for name, flag in (("running_mean", running_mean_requires_grad),
+                       ("running_var", running_var_requires_grad)):
+        if flag:
+            raise RuntimeError(f"The function 'native_batch_norm' is not differentiable with "
+                               f"respect to argument '{name}'. This input cannot have "
+                               "requires_grad True.")
+
+
+class Operand(NamedTuple):
+    """An array or tensor as the checks see it: ``shape``, ``dtype`` name ('float32'), and for
+    tensors ``requires_grad`` and ``device`` (a string; None for NumPy arrays)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    requires_grad: bool = False
+    device: Optional[str] = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def check_python_rules(shape: Sequence[int], training: bool, eps: float,
+                       torch_style: bool = True) -> None:
+    """``F.batch_norm``'s own checks, made on the raw arguments before any type check: in
+    training a 0-d input and one value per channel; then the ``eps`` rules."""
+    if training:
+        if len(shape) == 0:
+            check_input_rank(0)
+        check_enough_values(tuple(shape), True, torch_style)
+    check_eps(eps, training)
+
+
+def check_batch_norm(
+    input: Operand,
+    running_mean: Optional[Operand],
+    running_var: Optional[Operand],
+    weight: Optional[Operand],
+    bias: Optional[Operand],
+    *,
+    training: bool,
+    grad_enabled: bool = False,
+    torch_style: bool = True,
+    one_dim_params: bool = False,
+) -> None:
+    """ATen's checks of ``batch_norm`` (``_batch_norm_impl_index`` and the CPU kernel), in its order.
+
+    Rank, element counts and evaluation-mode buffers, buffers that require grad (when
+    ``grad_enabled``), both-or-neither buffers (training), mixed dtypes, then each tensor as the
+    kernel reads it (a running buffer's rank, then its dtype; training reads the buffers first,
+    evaluation weight and bias first), then devices. ``one_dim_params``: the NumPy rule that every
+    parameter is 1-D (``ValueError``, before the dtype checks; torch accepts any shape with C
+    elements for weight and bias).
+    """
+    check_input_rank(len(input.shape))
+    check_batch_norm_params(input.shape[1], training, _numel(running_mean), _numel(running_var),
+                            _numel(weight), _numel(bias))
+    if grad_enabled:
+        check_buffers_grad(running_mean is not None and running_mean.requires_grad,
+                           running_var is not None and running_var.requires_grad)
+    if training:
+        check_stats_pairing(running_mean is not None, running_var is not None)
+    present = [(name, t) for name, t in (("weight", weight), ("bias", bias),
+                                         ("running_mean", running_mean), ("running_var", running_var))
+               if t is not None]
+    if one_dim_params:
+        for name, t in present:
+            if len(t.shape) != 1:
+                raise ValueError(f"{name} must be 1-D with {input.shape[1]} elements, got shape "
+                                 + format_size(t.shape, torch_style))
+    check_mixed_dtypes(input.dtype, [t.dtype for _, t in present])
+    _check_param_access(input, weight, bias, running_mean, running_var, training)
+    for _, t in present:
+        if t.device != input.device:
+            raise RuntimeError("Expected all tensors to be on the same device, but found at least "
+                               f"two devices, {input.device} and {t.device}!")
+
+
+def _numel(t: Optional[Operand]) -> Optional[int]:
+    return None if t is None else math.prod(t.shape)
+
+
+def _check_param_access(input: Operand, weight: Optional[Operand], bias: Optional[Operand],
+                        running_mean: Optional[Operand], running_var: Optional[Operand],
+                        training: bool) -> None:
+    """The rank and dtype errors of ATen's CPU kernel, in the order it reads its tensors.
+
+    A running buffer is read through a 1-D accessor (rank first, then dtype); weight and bias
+    through a typed pointer (dtype only). Training reads the buffers first, evaluation weight and
+    bias first (probed on torch 2.13). Every tensor must have the parameter dtype: the input's,
+    or float32 on the mixed path (which :func:`check_mixed_dtypes` has vetted already).
+    """
+    stats = ((running_mean, True), (running_var, True))
+    affine = ((weight, False), (bias, False))
+    first = next((t for t in (weight, bias, running_mean, running_var) if t is not None), None)
+    expected = input.dtype if first is None else first.dtype
+    for t, is_stat in (stats + affine if training else affine + stats):
+        if t is None:
+            continue
+        if is_stat:
+            check_stats_ndim(t.ndim)
+        if t.dtype != expected:
+            raise RuntimeError(f"expected scalar type {torch_type_name(expected)} but found "
+                               f"{torch_type_name(t.dtype)}")

@@ -13,9 +13,10 @@ variance in training) and disagree on the running statistics:
 * default ``momentum`` and ``eps``, and the initial ``running_var``.
 
 Everything here is plain NumPy so that each framework's update can be simulated without the
-framework. Facts are tagged in ``Convention.verified``: ``"probed"`` was run against the
-installed library; ``"memory"`` is a well-known default that could not be checked against the
-source in this project (no network) -- treat those with care.
+framework. Every fact carries its evidence in ``Convention.verified`` (field -> text) and every row
+cites its documentation in ``Convention.source``: ``"probed"`` was run against the installed library;
+``"documented"`` is stated on the cited documentation page (read offline through a stored copy);
+``"not checked"`` could be confirmed neither by a probe nor by the documentation -- the table says so.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class Convention:
     running_var_estimator: Literal["unbiased", "biased"]  # batch variance used in the running update
     init_running_mean: float
     init_running_var: float
-    verified: dict[str, str]    # field -> "probed" | "memory" (+ remarks)
+    verified: dict[str, str]    # field -> "probed" | "documented" | "not checked" (+ remarks)
+    source: str = ""            # the documentation the row cites
     notes: str = ""
 
     @property
@@ -55,35 +57,47 @@ CONVENTIONS: dict[str, Convention] = {
         key="torch", framework="PyTorch", api="torch.nn.BatchNorm1d/2d/3d",
         momentum=0.1, momentum_meaning="update", eps=1e-5, eps_placement="inside sqrt",
         running_var_estimator="unbiased", init_running_mean=0.0, init_running_var=1.0,
-        verified={"all": "probed on torch 2.13 (tests/test_conventions.py re-checks every field)"},
+        verified={"all": "probed on torch 2.13 (tests/book/test_conventions.py re-checks every field)"},
+        source="https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html",
         notes="momentum=None gives a cumulative average of the batch statistics (Algorithm 2's E_B[.]).",
     ),
     "keras": Convention(
         key="keras", framework="Keras / TF", api="keras.layers.BatchNormalization",
         momentum=0.99, momentum_meaning="decay", eps=1e-3, eps_placement="inside sqrt",
         running_var_estimator="biased", init_running_mean=0.0, init_running_var=1.0,
-        verified={"all": "memory (Keras 3 documentation defaults; not checked against source here)",
-                  "running_var_estimator": "memory: Keras 3 uses ops.moments (biased); the legacy TF "
-                  "fused kernel (tf.keras 2.x, 4-D inputs) is believed to apply Bessel's correction "
-                  "-- unverified"},
+        verified={"all": "documented: momentum=0.99, epsilon=0.001, moving_mean_initializer='zeros', "
+                         "moving_variance_initializer='ones' in the signature; the update "
+                         "moving = moving * momentum + batch * (1 - momentum) in the text",
+                  "running_var_estimator": "not checked: the documentation writes var(batch) without saying "
+                  "whether it is the biased or the unbiased variance (Keras 3 computes it with ops.moments, "
+                  "biased; the legacy fused TF kernel is believed to apply Bessel's correction)"},
+        source="https://www.tensorflow.org/versions/r2.6/api_docs/python/tf/keras/layers/BatchNormalization",
         notes="moving = momentum * moving + (1 - momentum) * batch_stat.",
     ),
     "flax": Convention(
         key="flax", framework="Flax (linen)", api="flax.linen.BatchNorm",
         momentum=0.99, momentum_meaning="decay", eps=1e-5, eps_placement="inside sqrt",
         running_var_estimator="biased", init_running_mean=0.0, init_running_var=1.0,
-        verified={"all": "memory (flax.linen documentation defaults; not checked against source here)",
-                  "running_var_estimator": "memory: batch variance as E[x^2] - E[x]^2 "
-                  "(use_fast_variance=True by default in recent versions), biased"},
+        verified={"all": "documented: momentum=0.99, epsilon=1e-05 in the signature of flax.linen.BatchNorm, "
+                         "momentum described as the decay rate of the exponential moving average",
+                  "init_running_var": "not checked: the documentation page does not give the initial "
+                  "running variance (ones, as in the libraries, is assumed)",
+                  "running_var_estimator": "not checked: the documentation describes use_fast_variance "
+                  "(E[x^2] - E[x]^2, a biased estimate) but does not state the estimator in words"},
+        source="https://flax.readthedocs.io/en/v0.6.10/api_reference/_autosummary/flax.linen.BatchNorm.html",
         notes="ra = momentum * ra + (1 - momentum) * batch_stat; use_running_average selects eval.",
     ),
     "cs231n": Convention(
         key="cs231n", framework="CS231n assignment 2", api="cs231n/layers.py: batchnorm_forward",
         momentum=0.9, momentum_meaning="decay", eps=1e-5, eps_placement="inside sqrt",
         running_var_estimator="biased", init_running_mean=0.0, init_running_var=0.0,
-        verified={"all": "memory (the assignment's starter code; not checked against source here)",
-                  "init_running_var": "memory: bn_param.get('running_var', np.zeros(D)) -- zeros, "
-                  "unlike the libraries"},
+        verified={"all": "documented in the starter code's docstring and body: momentum = bn_param.get("
+                         "'momentum', 0.9), eps = bn_param.get('eps', 1e-5), the update running = momentum * "
+                         "running + (1 - momentum) * sample, biased (uncorrected) sample variance",
+                  "init_running_var": "documented: bn_param.get('running_var', np.zeros(D)) -- zeros, unlike "
+                  "the libraries (read in public copies of the starter code: the course's own page is not "
+                  "stored offline, so the version cannot be pinned)"},
+        source="CS231n assignment 2, cs231n/layers.py: batchnorm_forward (starter code, public copies)",
         notes="running = momentum * running + (1 - momentum) * sample_stat; sample_var = np.var (biased).",
     ),
 }
@@ -221,6 +235,13 @@ TABLE_FIELDS = (
 )
 
 
+def check_status(conv: Convention) -> str:
+    """One line for the table: how the row's facts were checked, naming the fields that could not be."""
+    overall = conv.verified.get("all", "").split(":")[0].split(" ")[0]
+    unchecked = sorted(f for f, v in conv.verified.items() if f != "all" and v.startswith("not checked"))
+    return overall + (f"; not checked: {', '.join(unchecked)}" if unchecked else "")
+
+
 def table_rows() -> list[dict[str, object]]:
     """The Rosetta stone as a list of dicts (one per convention), with readable column names."""
     rows = []
@@ -233,6 +254,7 @@ def table_rows() -> list[dict[str, object]]:
             if attr == "update_weight":
                 value = round(value, 6)
             row[label] = value
-        row["checked"] = "probed" if conv.verified.get("all", "").startswith("probed") else "from memory"
+        row["checked"] = check_status(conv)
+        row["documentation"] = conv.source
         rows.append(row)
     return rows

@@ -16,6 +16,8 @@ buffers such as BN running statistics, ``.grad`` and train/eval mode are left ex
 * :func:`layer_gradient_norms` -- ``||dL/dW_l||`` of every layer on one batch;
   :func:`gradient_norms_at_init` -- the same for a fresh MLP (chapter 3's vanishing and exploding
   gradients at initialization).
+* :func:`gradient_ratio_vs_depth`, :func:`growth_per_layer` -- first-to-last gradient ratio of fresh MLPs
+  against depth: BN networks without skip connections explode geometrically (Yang et al., 2019).
 * :func:`activation_drift` -- how far a layer's per-unit distribution moves between records.
 * :func:`theorem41` -- the gradient-norm relation of Theorem 4.1 on one BN layer, autograd vs
   formula, with the printed ``1/sqrt(m)`` and the proof's ``1/m`` coefficient.
@@ -40,6 +42,7 @@ from bncourse.state import preserved
 __all__ = [
     "LineSearch", "line_search", "ICS", "internal_covariate_shift", "default_layers",
     "LandscapeProbe", "activation_drift", "layer_gradient_norms", "gradient_norms_at_init", "Theorem41", "theorem41",
+    "YANG_RELU_GROWTH", "gradient_ratio_vs_depth", "growth_per_layer",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -475,3 +478,51 @@ def theorem41(y: Tensor, gamma: Tensor, beta: Tensor, head: Callable[[Tensor], T
     as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
     return Theorem41(lhs=as_np(lhs), rhs=as_np(rhs), rhs_sqrt_m=as_np(rhs_sqrt),
                      grad_sq=as_np(g_sq), m=int(m))
+
+
+# --------------------------------------------------------------------------------------------------
+# gradient explosion with depth at initialization (Yang et al., 2019)
+# --------------------------------------------------------------------------------------------------
+
+#: Yang et al.'s mean-field growth factor of the gradient norm per BN-ReLU layer at initialization
+#: (large batch): the squared norm grows by ``pi / (pi - 1)`` per layer, the norm by its square root.
+YANG_RELU_GROWTH = math.sqrt(math.pi / (math.pi - 1))
+
+
+def gradient_ratio_vs_depth(depths: Sequence[int], x: Tensor, y: Tensor, *, width: int = 128, seed: int = 0,
+                            **mlp_kwargs) -> np.ndarray:
+    """How much larger the first hidden layer's weight gradient is than the last one's, at initialization,
+    for MLPs of several depths.
+
+    For each ``depth`` in ``depths`` builds ``bncourse.models.mlp([D, width, ..., width, K], **mlp_kwargs)``
+    with ``depth`` hidden layers (seeded with ``seed``), and takes :func:`gradient_norms_at_init` on the batch
+    ``(x, y)``: ``x`` is ``(B, D)``, ``y`` is ``(B,)`` with labels below ``K = int(y.max()) + 1``.
+
+    Returns:
+        ``(len(depths),)`` float64: ``||dL/dW_1|| / ||dL/dW_depth||``. Near 1 at every depth for a network
+        whose gradients neither vanish nor explode; growing geometrically with depth for one whose
+        gradients explode towards the input.
+    """
+    depths = [int(d) for d in depths]
+    if not depths or any(d < 2 for d in depths):
+        raise ValueError(f"depths must list hidden-layer counts >= 2, got {depths}")
+    if x.dim() != 2 or y.dim() != 1 or len(x) != len(y):
+        raise ValueError(f"need x of shape (B, D) and y of shape (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    classes = int(y.max()) + 1
+    ratios = []
+    for depth in depths:
+        norms = gradient_norms_at_init([x.shape[1]] + [width] * depth + [classes], x, y, seed=seed, **mlp_kwargs)
+        ratios.append(norms[0] / norms[-1])
+    return np.array(ratios, dtype=np.float64)
+
+
+def growth_per_layer(depths: Sequence[int], ratios: Sequence[float]) -> float:
+    """The factor by which ``ratios`` grow per added layer: ``exp`` of the least-squares slope of
+    ``log(ratios)`` against ``depths`` (both ``(n,)``, ``n >= 2``). 1 means no growth with depth."""
+    d = np.asarray(depths, dtype=np.float64)
+    r = np.asarray(ratios, dtype=np.float64)
+    if d.shape != r.shape or d.ndim != 1 or d.size < 2 or np.ptp(d) == 0:
+        raise ValueError(f"need two (n,) arrays with n >= 2 distinct depths, got {d.shape} and {r.shape}")
+    if not np.all(r > 0):
+        raise ValueError("ratios must be positive")
+    return float(np.exp(np.polyfit(d, np.log(r), 1)[0]))

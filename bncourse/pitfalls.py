@@ -1,4 +1,4 @@
-"""Small detectors for the classic BatchNorm bugs (the "bug clinic" of chapter 4).
+"""Small detectors for the classic BatchNorm bugs (the "bug clinic" of chapter 7).
 
 Each detector *finds* one bug in a model or a pipeline and leaves the model exactly as it was
 (parameters, running statistics, ``num_batches_tracked``, train/eval flags and the global RNG are

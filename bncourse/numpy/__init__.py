@@ -1,8 +1,10 @@
 """BatchNorm in NumPy, with PyTorch's conventions (torch 2.13).
 
-* ``functional`` -- ``batchnorm_forward`` -> ``(y, cache)``; ``batchnorm_backward`` (compact
-  formula) and ``batchnorm_backward_staged`` (the chain rule one line at a time) -> ``(dx, dweight, dbias)``.
-* ``layer``      -- ``BatchNorm``: parameters, running buffers, train/eval, state_dict.
+* ``functional`` -- the plain code the chapters show: ``batchnorm_forward`` -> ``(y, cache)``;
+  ``batchnorm_backward`` (compact formula) and ``batchnorm_backward_staged`` (the chain rule one line
+  at a time) -> ``(dx, dweight, dbias)``.
+* ``layer``      -- ``BatchNorm``: parameters, running buffers, train/eval, state_dict; it runs the
+  same computation tuned for speed (the private ``_fast``).
 * ``gradcheck``  -- centred finite differences that report the worst element.
 
 Shapes: inputs are ``(N, C)`` or ``(N, C, *spatial)``; statistics are per channel (dimension 1).

@@ -51,42 +51,31 @@ def validate_forward(
 ) -> None:
     """All checks of ``batchnorm_forward``, in the order torch makes them.
 
-    torch's order: (python) batch-size-1 rule and eps rule, then (the argument parser) the types of
-    the parameters and of ``training`` (a bool; NumPy's ``np.bool_`` is accepted too, unlike
-    torch), then (ATen) channel counts and evaluation-mode
-    buffers, the both-or-neither rule for the buffers, dtypes. The NumPy path checks that ``x`` is
-    an array of rank >= 2 first (torch fails on those with unrelated messages), requires 1-D
-    parameters (torch accepts any shape with C elements for ``weight`` / ``bias``), and keeps every
-    check for zero-size batches too (ATen skips its checks there; we prefer a clear error).
+    torch's order (``bncourse._checks``): ``F.batch_norm``'s batch-size-1 and eps rules, then the
+    argument parser's types of the parameters and of ``training`` (a bool; NumPy's ``np.bool_`` is
+    accepted too, unlike torch), then ATen's checks. The NumPy path checks that ``x`` is an array of
+    rank >= 2 first (torch fails on those with unrelated messages), requires 1-D parameters (torch
+    accepts any shape with C elements for ``weight`` / ``bias``), and keeps every check for
+    zero-size batches too (ATen skips its checks there; we prefer a clear error).
     """
     check_array(x, "x", optional=False)
     assert isinstance(x, np.ndarray)
     _checks.check_input_rank(x.ndim)
-    _checks.check_enough_values(x.shape, training, torch_style=False)
-    _checks.check_eps(eps, training)
+    _checks.check_python_rules(x.shape, training, eps, torch_style=False)
     # then the argument types, as torch's argument parser checks them after the two rules above
     for name, value in (("weight", weight), ("bias", bias),
                         ("running_mean", running_mean), ("running_var", running_var)):
         check_array(value, name, optional=True)
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    size = lambda v: None if v is None else v.size  # noqa: E731
-    _checks.check_batch_norm_params(x.shape[1], training, size(running_mean), size(running_var),
-                                    size(weight), size(bias))
-    # in evaluation a missing buffer has already raised above, so only training can get here with one
-    _checks.check_stats_pairing(running_mean is not None, running_var is not None)
-    # torch's dtype rule compares the input with the first present of weight, bias, running_mean, running_var
-    params = {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var}
-    for name, value in params.items():
-        if value is not None and value.ndim != 1:
-            raise ValueError(
-                f"{name} must be 1-D with {x.shape[1]} elements, got shape "
-                + _checks.format_size(value.shape, torch_style=False)
-            )
-    _checks.check_dtypes(
-        _dtype_name(x.dtype),
-        [None if v is None else _dtype_name(v.dtype) for v in params.values()],
-    )
+    _checks.check_batch_norm(describe(x), describe(running_mean), describe(running_var),
+                             describe(weight), describe(bias), training=bool(training),
+                             torch_style=False, one_dim_params=True)
+
+
+def describe(a: Optional[np.ndarray]) -> Optional[_checks.Operand]:
+    """An array as ``_checks`` sees it (None stays None)."""
+    return None if a is None else _checks.Operand(a.shape, _dtype_name(a.dtype))
 
 
 def validate_num_batches_tracked(num_batches_tracked: object) -> None:

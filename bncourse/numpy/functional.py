@@ -1,8 +1,9 @@
 """BatchNorm in NumPy: the forward pass, the compact backward and the staged (chain-rule) backward.
 
-Shapes: ``x`` is ``(N, C)`` or ``(N, C, *spatial)``. Internally every array is viewed as
-``(N, C, S)`` with ``S = prod(spatial)`` (``S = 1`` for ``(N, C)``), so that a per-channel
-statistic is a reduction over axes 0 and 2, and ``m = N * S`` values enter each channel's mean.
+Shapes: ``x`` is ``(N, C)`` or ``(N, C, *spatial)``. Inside, every array is a table of shape
+``(m, C)``: one column per channel, one row per sample and position (``m = N * prod(spatial)``
+values enter each channel's mean), so that a per-channel statistic is a reduction over axis 0
+and a ``(C,)`` parameter broadcasts along the rows, as in CS231n's ``(N, D)`` layers.
 
 Conventions are PyTorch's (``torch.nn.functional.batch_norm``, torch 2.13)::
 
@@ -11,18 +12,20 @@ Conventions are PyTorch's (``torch.nn.functional.batch_norm``, torch 2.13)::
     running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)   # unbiased
 
 Like CS231n's ``layers.py``, the forward returns ``(y, cache)`` and the backward consumes the
-cache. The cache holds references to arrays made by the forward; do not modify them in between.
+cache. Everything is computed in float64 and returned in the input's dtype (the parameter
+gradients in the parameters'). ``BatchNorm`` runs a tuned version of the same computation
+(``bncourse.numpy._fast``), with the same results.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union, overload
+from typing import overload
 
 import numpy as np
 
-from bncourse.numpy import _validate
+from bncourse.numpy._common import (check_forward, grad_output, param_dtype, param_grads,
+                                    update_running_stats)
 
 __all__ = [
     "BatchNormCache",
@@ -32,179 +35,86 @@ __all__ = [
 ]
 
 
+def _to_table(a: np.ndarray) -> np.ndarray:
+    """``(N, C, *spatial)`` -> ``(m, C)`` float64, C-contiguous: channel ``c`` is column ``c``."""
+    m = a.shape[0] * math.prod(a.shape[2:])
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1).reshape(m, a.shape[1]), dtype=np.float64)
+
+
+def _from_table(t: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``(m, C)`` -> ``shape`` ``(N, C, *spatial)`` in ``dtype``, C-contiguous (undoes ``_to_table``)."""
+    moved = t.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 1), dtype=dtype)
+
+
 @dataclass
 class BatchNormCache:
-    """What the backward pass needs from the forward pass.
+    """What the backward pass needs from the forward pass (float64 arrays)."""
 
-    Every array is in the *compute dtype*: the input's dtype, or float32 for float16 input
-    (torch's mixed path). Per-channel arrays have shape ``(C,)``.
-
-    ``xc`` is the input minus a per-channel *shift*: a first estimate of the batch mean, in the
-    compute dtype (training), or ``running_mean`` (evaluation). ``delta`` is what is left of the
-    mean in ``xc``, so ``x - mean = xc - delta``. Rounding a mean of 1e4 to float32 alone can move
-    it by 5e-4, far more than a standard deviation of 1e-2 tolerates; carrying ``delta`` keeps the
-    exact mean without a float64 copy of ``x``. ``delta`` is tiny in training and 0 in evaluation.
-    """
-
-    xc: np.ndarray                 # (N, C, S) x - shift
-    delta: np.ndarray              # (C,) mean - shift; x - mean = xc - delta
-    var: np.ndarray                # (C,) variance used to normalise: biased batch var or running_var
+    x_mu: np.ndarray               # (m, C) x - mean
+    var: np.ndarray                # (C,) variance used to normalize: biased batch var or running_var
     invstd: np.ndarray             # (C,) 1 / sqrt(var + eps)
     eps: float
-    weight: Optional[np.ndarray]   # (C,) gamma in the compute dtype, None without weight
+    weight: np.ndarray | None      # (C,) gamma, None without weight
     has_bias: bool
     training: bool                 # True: batch statistics, so the gradient flows through mean and var
-    x_shape: Tuple[int, ...]
+    x_shape: tuple[int, ...]
     x_dtype: np.dtype
     weight_dtype: np.dtype         # dtype of dweight / dbias (the parameters' dtype)
 
     @property
     def m(self) -> int:
         """Number of values per channel, ``N * prod(spatial)``."""
-        return self.xc.shape[0] * self.xc.shape[2]
+        return self.x_mu.shape[0]
 
     @property
     def x_hat(self) -> np.ndarray:
-        """The normalised input ``(x - mean) / sqrt(var + eps)``, shape ``(N, C, S)``."""
-        return (self.xc - self.delta[:, None]) * self.invstd[:, None]
+        """The normalized input ``(x - mean) / sqrt(var + eps)``, ``x``'s shape (float64)."""
+        return _from_table(self.x_mu * self.invstd, self.x_shape, np.dtype(np.float64))
 
 
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-_OVERFLOW_EPS = 1e-290   # below it, invstd**2 <= 1 / eps can overflow float64 in the backward
+def _batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance of ``x`` ``(m, C)``: two ``(C,)`` arrays.
 
-
-def _compute_dtype(dtype: np.dtype, eps: float = 1e-5) -> np.dtype:
-    """float16 is computed in float32 (like torch's CPU kernel); float32 and float64 as they are;
-    float64 for any input when ``eps`` is below float32's normal range (1.2e-38), where a variance
-    of that size underflows in float32 and ``1 / var`` overflows (torch accumulates in float64)."""
-    if 0.0 < eps < _FLOAT32_TINY:
-        return np.dtype(np.float64)
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
-
-
-def _as_ncs(a: np.ndarray) -> np.ndarray:
-    """``(N, C, *spatial)`` -> ``(N, C, S)`` (a view when the memory layout allows it)."""
-    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
-
-
-def _rows(a3: np.ndarray) -> np.ndarray:
-    """``(N, C, S)`` -> ``(N, C * S)``: one row per sample (a view of a contiguous array)."""
-    return a3.reshape(a3.shape[0], a3.shape[1] * a3.shape[2])
-
-
-# Speed: every element-wise step (centring, y = (xc - delta) * scale + bias, dx = a*dy + b*xc + c)
-# runs over blocks of whole samples of about _BLOCK_ELEMENTS values (64 KiB of float32), so that
-# a block stays in the CPU cache between the ufunc calls of a chain and a temporary is one small
-# reused scratch array, not a fresh full-size one (fresh large arrays cost page faults, often more
-# than the arithmetic). 64 KiB also keeps the scratch and coefficient tiles below malloc's mmap
-# threshold (128 KiB), so they are not page-faulted afresh on every call (measured: 128 KiB tiles
-# made (256, 1024) 15% slower). Everything here is memory-bound: at (N, C) = (4096, 1024) a
-# training step moves about 15 tensor sizes (the statistics passes, xc, y and dx).
-_BLOCK_ELEMENTS = 1 << 14
-
-
-def _sample_blocks(n: int, row_len: int) -> Tuple[int, List[slice]]:
-    """Split ``n`` samples of ``row_len`` values each into blocks of about ``_BLOCK_ELEMENTS``.
-
-    Returns ``(tile_rows, blocks)``: the slices of axis 0 (the last block may be shorter) and the
-    height of the coefficient tiles (``_per_position``) that go with them: a block's height, or
-    1 when there is only one block (small arrays: building a tile would cost more than it saves).
+    Two passes (the mean, then the mean square of ``x - mean``), on ``x`` minus each channel's
+    first value: a constant channel then has exactly its value as mean and variance 0, so it
+    normalizes to exactly ``bias``. An empty batch has mean and variance 0 (they are unused).
     """
-    rows = max(1, min(n, _BLOCK_ELEMENTS // max(1, row_len)))
-    blocks = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
-    return (rows if len(blocks) > 1 else 1), blocks
-
-
-def _per_position(v: np.ndarray, s: int, rows: int, dtype: np.dtype) -> np.ndarray:
-    """``(C,)`` per-channel values -> ``(rows, C * S)``: one value per element of a block of
-    ``rows`` samples (see ``_sample_blocks``), each sample being a row of ``C * S`` values.
-
-    Speed: an element-wise operation between a block and this same-shape array is one flat
-    vectorised loop. Broadcasting a ``(C * S,)`` row over the block instead costs 1.5x as much
-    for short rows (measured at (4096, 1024)), and broadcasting a ``(C, 1)`` column over
-    ``(N, C, S)`` runs a short inner loop per (sample, channel) pair, 2-5x slower for small S.
-    """
-    row = v.astype(dtype) if s == 1 else np.repeat(v.astype(dtype), s)   # s == 0: an empty row
-    return row[None, :] if rows == 1 else np.tile(row, (rows, 1))
-
-
-def _centre(x3: np.ndarray, shift: np.ndarray, dtype: np.dtype,
-            reuse: Optional["BatchNormCache"]) -> np.ndarray:
-    """``x3 - shift`` per channel, ``(N, C, S)`` in ``dtype``, written into ``reuse.xc`` if it fits."""
-    if reuse is not None and reuse.xc.shape == x3.shape and reuse.xc.dtype == dtype \
-            and reuse.xc.flags.c_contiguous and not np.may_share_memory(reuse.xc, x3):
-        xc = reuse.xc
-    else:
-        xc = np.empty(x3.shape, dtype)
-    x2, xc2 = _rows(x3), _rows(xc)
-    tile_rows, blocks = _sample_blocks(*xc2.shape)
-    shift_ = _per_position(shift, x3.shape[2], tile_rows, dtype)
-    for block in blocks:
-        np.subtract(x2[block], shift_[: block.stop - block.start], out=xc2[block], dtype=dtype)
-    return xc
-
-
-_CHUNK = 64   # samples per partial sum in _sum_per_channel
-_PILOT_FRACTION = 8   # the shift of the two-pass statistics is the mean of the first N / 8 samples
-
-
-def _sum_per_channel(a3: np.ndarray, b3: Optional[np.ndarray] = None,
-                     dtype: Optional[np.dtype] = None) -> np.ndarray:
-    """``sum(a3)`` (or ``sum(a3 * b3)``) over samples and positions, per channel: ``(C,)`` float64.
-
-    Accuracy at float32 speed: partial sums over chunks of ``_CHUNK`` samples run in the arrays'
-    dtype (one ``np.einsum`` over a ``(chunks, _CHUNK, C, S)`` view), then the chunk sums are added
-    in float64. A single float32 running sum over 100 000 values near 1e4 is off by ~700 standard
-    deviations of std-1e-2 data; chunked, by ~0.01. Summing in float64 directly costs 4-6x more.
-    ``dtype`` sets the dtype of the partial sums (float32 for float16 input).
-    """
-    n, c, s = a3.shape
-    if n <= _CHUNK:                       # one chunk: a single call (small batches are call-bound)
-        total = np.einsum("ncs->c", a3, dtype=dtype) if b3 is None else np.einsum("ncs,ncs->c", a3, b3)
-        return total.astype(np.float64)
-    whole = (n // _CHUNK) * _CHUNK
-    chunks = lambda a: a[:whole].reshape(n // _CHUNK, _CHUNK, c, s)
-    if b3 is None:
-        total = np.einsum("bkcs->bc", chunks(a3), dtype=dtype).sum(axis=0, dtype=np.float64)
-        return total + np.einsum("ncs->c", a3[whole:], dtype=dtype)
-    total = np.einsum("bkcs,bkcs->bc", chunks(a3), chunks(b3)).sum(axis=0, dtype=np.float64)
-    return total + np.einsum("ncs,ncs->c", a3[whole:], b3[whole:])
+    if x.shape[0] == 0:
+        return np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    shift = np.where(np.isfinite(x[0]), x[0], 0.0)        # an infinite first value: no shift
+    d = x - shift
+    d_mean = d.mean(axis=0)
+    var = ((d - d_mean) ** 2).mean(axis=0)
+    return shift + d_mean, var
 
 
 def batchnorm_forward(
     x: np.ndarray,
-    weight: Optional[np.ndarray],
-    bias: Optional[np.ndarray],
-    running_mean: Optional[np.ndarray],
-    running_var: Optional[np.ndarray],
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
     *,
     training: bool,
-    momentum: Optional[float] = 0.1,
+    momentum: float | None = 0.1,
     eps: float = 1e-5,
-    num_batches_tracked: Optional[np.ndarray] = None,
-    reuse: Optional[BatchNormCache] = None,
-) -> Tuple[np.ndarray, BatchNormCache]:
+    num_batches_tracked: np.ndarray | None = None,
+) -> tuple[np.ndarray, BatchNormCache]:
     """BatchNorm forward pass, the NumPy twin of ``torch.nn.functional.batch_norm``.
 
     Args:
-        x: ``(N, C)`` or ``(N, C, *spatial)``, float16/32/64.
+        x: ``(N, C)`` or ``(N, C, *spatial)``, float16/32/64, any memory layout.
         weight, bias: ``(C,)`` (gamma and beta) or None.
         running_mean, running_var: ``(C,)`` buffers or both None. In training they are updated
-            **in place** (``running = (1 - momentum) * running + momentum * batch_stat``, with the
-            *unbiased* batch variance); in evaluation they normalise the input.
-        training: True normalises with the batch statistics (the biased variance), False with
+            **in place** with the *unbiased* batch variance; in evaluation they normalize the input.
+        training: True normalizes with the batch statistics (the biased variance), False with
             the running statistics (which must then be given).
         momentum: weight of the new batch statistic. ``None`` means a cumulative average: the
             factor is ``1 / num_batches_tracked`` after the increment, so it needs the counter.
         eps: added to the variance inside the square root; must be > 0 in training.
-        num_batches_tracked: optional 0-d integer array (``np.array(0, dtype=np.int64)``). When
-            given, it is incremented **in place** on every training call that updates running
-            buffers (zero-size batches included, as torch's modules do); required with
-            ``momentum=None``.
-        reuse: optional cache of an earlier call that is no longer needed (e.g. the previous
-            training step's, after its backward). Its centred-input array is overwritten and
-            becomes this call's, which saves one full-size allocation (a speed-up: fresh large
-            arrays cost page faults). ``BatchNorm`` passes its previous cache here.
+        num_batches_tracked: optional 0-d integer array, incremented **in place** on every
+            training call that updates running buffers; required with ``momentum=None``.
 
     Returns:
         ``(y, cache)``: ``y`` has ``x``'s shape and dtype; ``cache`` feeds the backward functions.
@@ -214,134 +124,39 @@ def batchnorm_forward(
         written ``(1, 3)``), e.g. ``ValueError: Expected more than 1 value per channel when
         training, got input size (1, 3)``.
 
-    A zero-size batch (``N = 0`` or an empty spatial dimension) returns an empty output and leaves
-    the running statistics unchanged (the counter is still incremented). A constant channel gives
-    exactly ``bias`` (torch adds its mean's rounding error times ``weight / sqrt(eps)``).
-
-    Any NumPy layout is accepted (negative strides, Fortran order, read-only arrays, broadcast
-    stride-0 views); ``y`` and the gradients are C-contiguous. ``inf`` / ``nan`` propagate as in
-    torch (a channel holding them gives ``nan``; its running mean is ``±inf`` when its only specials
-    are infinities of one sign); float32 squares that overflow are summed in float64 (torch's
-    float32 kernel returns 0 there), and an ``eps`` below float32's normal range makes the
-    computation float64, so that it is not rounded away.
+    A zero-size batch returns an empty output and leaves the running statistics unchanged (the
+    counter is still incremented). ``inf`` / ``nan`` propagate as in torch: a channel holding them
+    gives ``nan``; its running mean is ``±inf`` when its only specials are infinities of one sign.
     """
-    _validate.validate_forward(x, weight, bias, running_mean, running_var,
-                               training=training, eps=eps)
-    _validate.validate_num_batches_tracked(num_batches_tracked)
-    update_buffers = training and running_mean is not None
-    if update_buffers and momentum is None and num_batches_tracked is None:
-        raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
-
-    cdt = _compute_dtype(x.dtype, eps)
-    x3 = _as_ncs(x)
-    n_channels, s = x3.shape[1], x3.shape[2]
-    m = x3.shape[0] * s
-
-    if training:
-        # Two passes, with a correction (Chan, Golub & LeVeque's "corrected two-pass" algorithm),
-        # accurate for data with a large offset and a small spread (float32 values near 1e4 with
-        # std 1e-2), where the textbook mean(x^2) - mean(x)^2 returns noise or a negative number:
-        # pass 1: `shift`, a rough mean rounded to the compute dtype: the mean of the first
-        #         1/_PILOT_FRACTION of the samples (reading all of x would cost a full pass);
-        # pass 2: centre, xc = x - shift; then delta = mean(xc) is what is left of the mean in xc,
-        #         mean = shift + delta and var = mean(xc^2) - delta^2.
-        # The shift only has to be near the mean, not equal to it: delta^2 cancels against
-        # mean(xc^2) and costs about log2(1 + delta^2 / var) bits, and a mean of 1/8 of the
-        # samples is at most sqrt(8 - 1) = 2.6 standard deviations from the mean of all of them
-        # (Cauchy-Schwarz), whatever their order: at most 3 bits of float32's 24, where the
-        # textbook formula loses all of them on such data.
-        count = max(m, 1)                                         # an empty batch has no statistics
-        pilot = x3[: -(-x3.shape[0] // _PILOT_FRACTION)]          # ceil(N / 8) samples, a view
-        shift = (_sum_per_channel(pilot, dtype=cdt) / max(pilot.shape[0] * s, 1)).astype(cdt)
-        xc = _centre(x3, shift, cdt, reuse)
-        delta = _sum_per_channel(xc) / count                      # float64
-        sum_sq = _sum_per_channel(xc, xc)
-        mean = shift + delta
-        special = not math.isfinite(sum_sq.sum())
-        if special:
-            # One check for every special case: the sum of squares is inf or nan only when the
-            # data hold inf / nan (an infinite shift makes every xc inf or nan too) or their
-            # float32 squares overflow (|x - mean| > 1.8e19).
-            if cdt == np.float32:   # the squares in float64 (inf / nan data: still nan)
-                xc64 = xc.astype(np.float64)
-                sum_sq = _sum_per_channel(xc64, xc64)
-            if not np.isfinite(shift).all():
-                # inf in the pilot samples: xc = x - inf holds no information, delta is nan;
-                # the mean (inf, or nan with -inf or nan elsewhere) is the plain sum's
-                mean = _sum_per_channel(x3, dtype=cdt) / count
-        with np.errstate(invalid="ignore") if special else contextlib.nullcontext():
-            var = np.maximum(sum_sq / count - delta * delta, 0.0)   # inf - inf: nan, no warning
-    else:
-        assert running_mean is not None and running_var is not None
-        shift = running_mean.astype(cdt)
-        xc = _centre(x3, shift, cdt, reuse)
-        delta = np.zeros(n_channels)
-        var = running_var.astype(np.float64)
-    invstd = 1.0 / np.sqrt(var + eps)
-
-    if update_buffers and num_batches_tracked is not None:
-        num_batches_tracked += 1
-    if update_buffers and m > 0:
-        assert running_mean is not None and running_var is not None
-        factor = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
-        with np.errstate(over="ignore"):   # a variance beyond the buffer's dtype is inf, as in torch
-            running_mean[...] = (1.0 - factor) * running_mean + factor * mean
-            running_var[...] = (1.0 - factor) * running_var + factor * var * (m / (m - 1))
-
-    # y = (xc - delta) * (invstd * weight) + bias, block by block (see _sample_blocks): three
-    # in-cache operations cost about what two passes over memory do. Subtracting delta (rather
-    # than folding it into the bias) makes a constant channel give exactly the bias.
-    scale = invstd if weight is None else invstd * weight
-    xc2 = _rows(xc)
-    y = np.empty(xc2.shape, cdt)
-    tile_rows, blocks = _sample_blocks(*y.shape)
-    delta_ = _per_position(delta, s, tile_rows, cdt)
-    scale_ = _per_position(scale, s, tile_rows, cdt)
-    bias_ = None if bias is None else _per_position(bias, s, tile_rows, cdt)
-    for block in blocks:
-        out, k = y[block], block.stop - block.start
-        np.subtract(xc2[block], delta_[:k], out=out)
-        np.multiply(out, scale_[:k], out=out)
-        if bias_ is not None:
-            np.add(out, bias_[:k], out=out)
-
-    with np.errstate(over="ignore"):       # the variance of huge float32 data is inf in float32
-        var_c = var.astype(cdt)
+    check_forward(x, weight, bias, running_mean, running_var, training=training, momentum=momentum,
+                  eps=eps, num_batches_tracked=num_batches_tracked)
+    x64 = _to_table(x)                                        # (m, C)
+    with np.errstate(invalid="ignore", over="ignore"):        # inf - inf is nan, silently
+        if training:
+            mean, var = _batch_moments(x64)                   # (C,), (C,)
+            update_running_stats(running_mean, running_var, mean, var, x64.shape[0],
+                                 momentum, num_batches_tracked)
+        else:
+            mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+        x_mu = x64 - mean
+        invstd = 1.0 / np.sqrt(var + eps)
+        y = x_mu * invstd                                     # x_hat
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
     cache = BatchNormCache(
-        xc=xc,
-        delta=delta.astype(cdt),
-        var=var_c,
-        invstd=invstd.astype(cdt),
-        eps=float(eps),
-        weight=None if weight is None else weight.astype(cdt),
-        has_bias=bias is not None,
-        training=training,
-        x_shape=tuple(x.shape),
-        x_dtype=x.dtype,
-        weight_dtype=(weight if weight is not None else bias if bias is not None else xc).dtype,
+        x_mu=x_mu, var=var, invstd=invstd, eps=float(eps),
+        weight=None if weight is None else weight.astype(np.float64), has_bias=bias is not None,
+        training=training, x_shape=tuple(x.shape), x_dtype=x.dtype,
+        weight_dtype=param_dtype(weight, bias, x.dtype),
     )
-    return y.astype(x.dtype, copy=False).reshape(x.shape), cache
-
-
-def _grad_output(dy: np.ndarray, cache: BatchNormCache) -> np.ndarray:
-    """Validate ``dy`` and view it as ``(N, C, S)`` in the compute dtype."""
-    _validate.validate_grad_output(dy, cache.x_shape)
-    return _as_ncs(dy).astype(cache.xc.dtype, copy=False)
-
-
-def _param_grads(
-    dweight: np.ndarray, dbias: np.ndarray, cache: BatchNormCache
-) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """``(C,)`` gradients in the parameters' dtype, None for an absent parameter."""
-    return (
-        None if cache.weight is None else dweight.astype(cache.weight_dtype),
-        dbias.astype(cache.weight_dtype) if cache.has_bias else None,
-    )
+    return _from_table(y, x.shape, x.dtype), cache
 
 
 def batchnorm_backward(
     dy: np.ndarray, cache: BatchNormCache
-) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Compact BatchNorm backward.
 
     Args:
@@ -361,75 +176,42 @@ def batchnorm_backward(
     i.e. ``dy`` scaled and then projected off span{1, x_hat}: ``sum(dx) = 0`` and
     ``sum(dx * x_hat) = 0``. Evaluation (constant statistics): ``dx = dy * weight * invstd``.
     """
-    dy3 = _grad_output(dy, cache)
-    cdt = cache.xc.dtype
-    m = cache.m
-    invstd = cache.invstd.astype(np.float64)
-    delta = cache.delta.astype(np.float64)
-    gamma = np.ones_like(invstd) if cache.weight is None else cache.weight.astype(np.float64)
+    dy = _dy_table(dy, cache)                                  # (m, C)
+    x_hat, m = cache.x_mu * cache.invstd, cache.m              # (m, C)
+    dbias = dy.sum(axis=0)                                     # (C,)
+    dweight = (dy * x_hat).sum(axis=0)                         # (C,)
+    scale = cache.invstd if cache.weight is None else cache.weight * cache.invstd
+    if cache.training and m > 0:
+        dx = scale / m * (m * dy - dbias - x_hat * dweight)
+    else:
+        dx = dy * scale
+    return (_from_table(dx, cache.x_shape, cache.x_dtype),) + param_grads(
+        dweight, dbias, cache.weight is not None, cache.has_bias, cache.weight_dtype)
 
-    # The two reductions over the batch (and spatial) axes, read straight from the saved centred
-    # input: x_hat = (xc - delta) * invstd, so sum(dy * x_hat) = invstd * (sum(dy*xc) - delta*sum(dy)).
-    sum_dy = _sum_per_channel(dy3)
-    sum_dy_xc = _sum_per_channel(dy3, cache.xc)
-    dbias = sum_dy
-    dweight = invstd * (sum_dy_xc - delta * sum_dy)
 
-    s = dy3.shape[2]
-    a = gamma * invstd                                  # dx = a * dy (+ the projection in training)
-    project = cache.training and m > 0                  # batch statistics: dx is projected
-    if project and cache.eps < _OVERFLOW_EPS:
-        # invstd**2 (in b) may overflow float64: the textbook form through x_hat instead
-        x_hat = (cache.xc - cache.delta[:, None]) * cache.invstd[:, None]
-        dx3 = (a[:, None] * (dy3 - (dbias / m)[:, None] - x_hat * (dweight / m)[:, None]))
-        dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
-        return dx3.astype(cache.x_dtype).reshape(cache.x_shape), dweight_out, dbias_out
-    if project:
-        # dx = a*dy - a/m*dbias - a/m * x_hat * dweight, with x_hat = (xc - delta) * invstd:
-        #    = a*dy + b*xc + c,   b = -a*invstd*dweight/m,   c = -a*dbias/m - b*delta.
-        # Per-channel coefficients are computed once in float64; the full-size work is
-        # multiply-adds into dx, block by block with one small scratch array (see _sample_blocks).
-        b = -a * invstd * dweight / m
-        c = -a * dbias / m - b * delta
-    dy2, xc2 = _rows(dy3), _rows(cache.xc)
-    dx = np.empty(dy2.shape, cdt)
-    tile_rows, blocks = _sample_blocks(*dx.shape)
-    a_ = _per_position(a, s, tile_rows, cdt)
-    if project:
-        b_, c_ = _per_position(b, s, tile_rows, cdt), _per_position(c, s, tile_rows, cdt)
-        scratch = np.empty((blocks[0].stop - blocks[0].start, dx.shape[1]), cdt)
-    for block in blocks:
-        out, k = dx[block], block.stop - block.start
-        np.multiply(dy2[block], a_[:k], out=out)
-        if project:
-            tmp = scratch[:k]
-            np.multiply(xc2[block], b_[:k], out=tmp)
-            np.add(out, tmp, out=out)
-            np.add(out, c_[:k], out=out)
-    dweight_out, dbias_out = _param_grads(dweight, dbias, cache)
-    return dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape), dweight_out, dbias_out
+def _dy_table(dy: np.ndarray, cache: BatchNormCache) -> np.ndarray:
+    """Check ``dy`` (the forward input's shape, floating) and view it as the ``(m, C)`` table."""
+    return _to_table(grad_output(dy, cache.x_shape, np.dtype(np.float64)))
 
 
 @overload
 def batchnorm_backward_staged(
     dy: np.ndarray, cache: BatchNormCache
-) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]: ...
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
 
 
 @overload
 def batchnorm_backward_staged(
     dy: np.ndarray, cache: BatchNormCache, *, return_intermediates: bool
-) -> Union[
-    Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]],
-    Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Dict[str, Optional[np.ndarray]]],
-]: ...
+) -> (tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+      | tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, np.ndarray | None]]): ...
 
 
 def batchnorm_backward_staged(dy, cache, *, return_intermediates=False):
     """BatchNorm backward, one step of the chain rule per line (Ioffe & Szegedy 2015, Sec. 3).
 
     The same result as ``batchnorm_backward``, written as the paper derives it, for reading;
-    it is about twice as slow (it materialises every intermediate).
+    it materializes every intermediate.
 
     Args:
         dy: ``dL/dy``, shape ``(N, C, *spatial)``.
@@ -441,40 +223,40 @@ def batchnorm_backward_staged(dy, cache, *, return_intermediates=False):
     Returns:
         ``(dx, dweight, dbias)`` like ``batchnorm_backward`` (plus the dict if asked for).
     """
-    dy = _grad_output(dy, cache)        # (N, C, S): sums over axes (0, 2) run over the batch
-    axes = (0, 2)                       # and spatial positions, the paper's sum over i = 1..m
+    dy = _dy_table(dy, cache)           # (m, C): sums over axis 0 are the paper's sums over i = 1..m
     m = max(cache.m, 1)                 # values per channel (an empty batch's sums are 0: keep 0/m = 0)
-    gamma = 1.0 if cache.weight is None else cache.weight[:, None]   # (C, 1) broadcasts per channel
-    x_mu = cache.xc - cache.delta[:, None]                           # x - mu
-    var = cache.var[:, None]                                         # sigma^2
+    gamma = 1.0 if cache.weight is None else cache.weight            # (C,) broadcasts along the rows
+    x_mu = cache.x_mu                                                # x - mu
+    var = cache.var                                                  # sigma^2
     std_inv = 1.0 / np.sqrt(var + cache.eps)                         # 1 / sqrt(sigma^2 + eps)
-    x_hat = x_mu * std_inv                                           # the normalised input
+    x_hat = x_mu * std_inv                                           # the normalized input
 
     # dL/dx_hat = dL/dy * gamma
     dxhat = dy * gamma
     if cache.training:
         # dL/dsigma^2 = sum_i dL/dx_hat_i * (x_i - mu) * (-1/2) * (sigma^2 + eps)^(-3/2)
-        dvar = np.sum(dxhat * x_mu, axis=axes) * -0.5 * std_inv[:, 0] ** 3
+        dvar = np.sum(dxhat * x_mu, axis=0) * -0.5 * std_inv ** 3
         # dL/dmu = sum_i dL/dx_hat_i * (-1 / sqrt(sigma^2 + eps))  +  dL/dsigma^2 * sum_i -2 (x_i - mu) / m
-        dmean = (np.sum(dxhat * -std_inv, axis=axes)
-                 + dvar * np.sum(-2.0 * x_mu, axis=axes) / m)
+        dmean = np.sum(dxhat * -std_inv, axis=0) + dvar * np.sum(-2.0 * x_mu, axis=0) / m
         # dL/dx_i = dL/dx_hat_i / sqrt(sigma^2 + eps) + dL/dsigma^2 * 2 (x_i - mu) / m + dL/dmu / m
-        dx = dxhat * std_inv + dvar[:, None] * 2.0 * x_mu / m + dmean[:, None] / m
+        dx = dxhat * std_inv + dvar * 2.0 * x_mu / m + dmean / m
     else:
         # Evaluation: mu and sigma^2 are the running statistics, constants of the graph.
         dvar = dmean = None
         dx = dxhat * std_inv
     # dL/dgamma = sum_i dL/dy_i * x_hat_i
-    dgamma = np.sum(dy * x_hat, axis=axes)
+    dgamma = np.sum(dy * x_hat, axis=0)
     # dL/dbeta = sum_i dL/dy_i
-    dbeta = np.sum(dy, axis=axes)
+    dbeta = np.sum(dy, axis=0)
 
-    dx_out = dx.astype(cache.x_dtype, copy=False).reshape(cache.x_shape)
-    dweight, dbias = _param_grads(dgamma, dbeta, cache)
+    dx_out = _from_table(dx, cache.x_shape, cache.x_dtype)
+    dweight, dbias = param_grads(dgamma, dbeta, cache.weight is not None, cache.has_bias,
+                                 cache.weight_dtype)
     if not return_intermediates:
         return dx_out, dweight, dbias
     intermediates = {
-        "x_hat": x_hat.reshape(cache.x_shape), "dxhat": dxhat.reshape(cache.x_shape),
+        "x_hat": _from_table(x_hat, cache.x_shape, x_hat.dtype),
+        "dxhat": _from_table(dxhat, cache.x_shape, dxhat.dtype),
         "dvar": dvar, "dmean": dmean, "dx": dx_out, "dgamma": dgamma, "dbeta": dbeta,
     }
     return dx_out, dweight, dbias, intermediates

@@ -6,7 +6,8 @@ from typing import Dict, List, NamedTuple, Optional
 import numpy as np
 
 from bncourse import _checks
-from bncourse.numpy.functional import BatchNormCache, batchnorm_backward, batchnorm_forward
+from bncourse._modes import average_factor, batch_norm_mode
+from bncourse.numpy import _fast
 
 __all__ = ["BatchNorm", "IncompatibleKeys"]
 
@@ -67,7 +68,7 @@ class BatchNorm:
         self.training = True
         self.grad_weight: Optional[np.ndarray] = None
         self.grad_bias: Optional[np.ndarray] = None
-        self._cache: Optional[BatchNormCache] = None
+        self._cache: Optional[_fast.TunedCache] = None
 
     def __repr__(self) -> str:
         return (f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -97,21 +98,17 @@ class BatchNorm:
         """``x``: ``(N, C, *spatial)`` -> ``y`` of the same shape and dtype."""
         if isinstance(x, np.ndarray):
             _checks.check_input_rank(x.ndim)
-        # torch's rules (``_BatchNorm.forward``): batch statistics in training, and in
-        # evaluation when there are no buffers; buffers are updated only when tracked.
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        # The counter is incremented before the batch is checked, as in torch: a batch that then
-        # fails (one value per channel) has still been counted.
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+        mode = batch_norm_mode(self.training, self.track_running_stats,
+                               self.running_mean is not None or self.running_var is not None,
+                               self.num_batches_tracked is not None)
+        if mode.count_batch:        # before the batch is checked, as in torch
             self.num_batches_tracked += 1
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        pass_buffers = (not self.training) or self.track_running_stats
-        y, self._cache = batchnorm_forward(
+        factor = average_factor(self.momentum, self.num_batches_tracked if mode.count_batch else None)
+        y, self._cache = _fast.forward(
             x, self.weight, self.bias,
-            self.running_mean if pass_buffers else None,
-            self.running_var if pass_buffers else None,
-            training=use_batch_stats, momentum=factor, eps=self.eps,
+            self.running_mean if mode.pass_buffers else None,
+            self.running_var if mode.pass_buffers else None,
+            training=mode.use_batch_stats, momentum=factor, eps=self.eps,
             reuse=self._cache,        # the previous step's cache is dead: recycle its buffer
         )
         return y
@@ -122,7 +119,7 @@ class BatchNorm:
         """``dy``: ``dL/dy`` of the last ``forward``. Returns ``dL/dx``; sets ``grad_weight``/``grad_bias``."""
         if self._cache is None:
             raise RuntimeError("backward called before forward")
-        dx, self.grad_weight, self.grad_bias = batchnorm_backward(dy, self._cache)
+        dx, self.grad_weight, self.grad_bias = _fast.backward(dy, self._cache)
         return dx
 
     # --- state_dict --------------------------------------------------------------------------

@@ -82,10 +82,6 @@ def _dtype_name(t: Optional[Tensor]) -> Optional[str]:
     return None if t is None else str(t.dtype).removeprefix("torch.")
 
 
-def _numel(t: Optional[Tensor]) -> Optional[int]:
-    return None if t is None else t.numel()
-
-
 def _type_name(value: object) -> str:
     """The type name torch's argument parser prints (CPython's ``tp_name``): ``int``, ``Tensor``,
     ``numpy.bool``, ``decimal.Decimal``."""
@@ -133,35 +129,11 @@ def _check_arg_types(input, weight, bias, running_mean, running_var, training, m
                             f"not {_type_name(value)}")
 
 
-def _check_param_access(input: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                        running_mean: Optional[Tensor], running_var: Optional[Tensor],
-                        training: bool) -> None:
-    """The rank and dtype errors of ATen's CPU kernel, in the order it reads its tensors.
-
-    A running buffer is read through a 1-D accessor (rank first, then dtype); weight and bias
-    through a typed pointer (dtype only). Training reads the buffers first, evaluation weight and
-    bias first (probed on torch 2.13). Every tensor must have the parameter dtype: the input's,
-    or float32 on the mixed path (which :func:`_checks.check_mixed_dtypes` has vetted already).
-    """
-    stats = ((running_mean, True), (running_var, True))
-    affine = ((weight, False), (bias, False))
-    first = next((t for t in (weight, bias, running_mean, running_var) if t is not None), None)
-    expected = _dtype_name(input) if first is None else _dtype_name(first)
-    for t, is_stat in (stats + affine if training else affine + stats):
-        if t is None:
-            continue
-        if is_stat:
-            _checks.check_stats_ndim(t.dim())
-        if _dtype_name(t) != expected:
-            raise RuntimeError(f"expected scalar type {_checks.torch_type_name(expected)} but found "
-                               f"{_checks.torch_type_name(_dtype_name(t))}")
-
-
-def _check_devices(input: Tensor, *others: Optional[Tensor]) -> None:
-    for t in others:
-        if t is not None and t.device != input.device:
-            raise RuntimeError("Expected all tensors to be on the same device, but found at least "
-                               f"two devices, {input.device} and {t.device}!")
+def describe(t: Optional[Tensor]) -> Optional[_checks.Operand]:
+    """A tensor as ``_checks`` sees it (None stays None)."""
+    if t is None:
+        return None
+    return _checks.Operand(tuple(t.shape), _dtype_name(t), t.requires_grad, str(t.device))
 
 
 def check_batch_norm_args(
@@ -186,11 +158,7 @@ def check_batch_norm_args(
     # (torch fails there with an AttributeError on ``input.size()``; see above).
     if training and not isinstance(input, Tensor):
         _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
-    if training:
-        if input.dim() == 0:
-            _checks.check_input_rank(0)
-        _checks.check_enough_values(tuple(input.shape), True)
-    _checks.check_eps(eps, training)
+    _checks.check_python_rules(tuple(input.shape) if training else (), training, eps)
     _check_arg_types(input, weight, bias, running_mean, running_var, training, momentum, eps)
     if input.numel() == 0:
         # torch's early return (ATen _batch_norm_impl_index): no further checks, no buffer update;
@@ -210,23 +178,12 @@ def check_tensors(input: Tensor, running_mean: Optional[Tensor], running_var: Op
                   weight: Optional[Tensor], bias: Optional[Tensor], training: bool) -> None:
     """The checks of :func:`batch_norm` after its early return for an empty input, in torch's order.
 
-    Rank, element counts, buffers that require grad, buffer pairing, dtypes, buffer ranks, devices.
+    Rank, element counts, buffers that require grad, buffer pairing, dtypes, buffer ranks, devices
+    (:func:`bncourse._checks.check_batch_norm`).
     """
-    _checks.check_input_rank(input.dim())
-    _checks.check_batch_norm_params(input.shape[1], training, _numel(running_mean),
-                                    _numel(running_var), _numel(weight), _numel(bias))
-    if torch.is_grad_enabled():
-        for name, t in (("running_mean", running_mean), ("running_var", running_var)):
-            if t is not None and t.requires_grad:
-                raise RuntimeError(f"The function 'native_batch_norm' is not differentiable with "
-                                   f"respect to argument '{name}'. This input cannot have "
-                                   "requires_grad True.")
-    if training:
-        _checks.check_stats_pairing(running_mean is not None, running_var is not None)
-    dtypes = [_dtype_name(t) for t in (weight, bias, running_mean, running_var)]
-    _checks.check_mixed_dtypes(_dtype_name(input), dtypes)
-    _check_param_access(input, weight, bias, running_mean, running_var, training)
-    _check_devices(input, weight, bias, running_mean, running_var)
+    _checks.check_batch_norm(describe(input), describe(running_mean), describe(running_var),
+                             describe(weight), describe(bias), training=training,
+                             grad_enabled=torch.is_grad_enabled())
 
 
 def batch_norm(

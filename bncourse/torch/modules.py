@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from .. import _checks
+from .._modes import average_factor, batch_norm_mode
 from .functional import batch_norm
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
@@ -125,21 +126,18 @@ class _BatchNorm(Module):
 
         ``(running_mean, running_var, weight, bias, training, momentum, eps)``, as torch's module passes them.
         """
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+        mode = batch_norm_mode(self.training, self.track_running_stats,
+                               self.running_mean is not None or self.running_var is not None,
+                               self.num_batches_tracked is not None)
+        if mode.count_batch:
             self.num_batches_tracked.add_(1)
-            # momentum=None: cumulative average with factor 1/k after the k-th batch
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        # batch statistics in training, and in eval when there are no buffers
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        # buffers are passed only to be used (eval) or updated (training while tracking)
-        pass_buffers = not self.training or self.track_running_stats
+        factor = average_factor(self.momentum, self.num_batches_tracked if mode.count_batch else None)
         return (
-            self.running_mean if pass_buffers else None,
-            self.running_var if pass_buffers else None,
+            self.running_mean if mode.pass_buffers else None,
+            self.running_var if mode.pass_buffers else None,
             self.weight,
             self.bias,
-            use_batch_stats,
+            mode.use_batch_stats,
             factor,
             self.eps,
         )

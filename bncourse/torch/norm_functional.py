@@ -235,11 +235,8 @@ def instance_norm(
     _checks.check_batch_norm_params(n * c, use_input_stats, numel(running_mean), numel(running_var),
                                     numel(weight), numel(bias))
     if torch.is_grad_enabled():
-        for name, t in (("running_mean", running_mean), ("running_var", running_var)):
-            if t is not None and t.requires_grad:
-                raise RuntimeError(f"The function 'native_batch_norm' is not differentiable with "
-                                   f"respect to argument '{name}'. This input cannot have "
-                                   "requires_grad True.")
+        _checks.check_buffers_grad(running_mean is not None and running_mean.requires_grad,
+                                   running_var is not None and running_var.requires_grad)
     if use_input_stats:
         _checks.check_stats_pairing(running_mean is not None, running_var is not None)
     _checks.check_dtypes(_dtype_name(input), [_dtype_name(weight), _dtype_name(bias)])

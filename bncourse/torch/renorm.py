@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from .functional import batch_norm
+from .._modes import average_factor
+from .functional import batch_norm, check_tensors
 from .modules import _BatchNorm
 from .norm_functional import _affine, _cast, _compute_dtype, standardize
 
@@ -91,17 +92,11 @@ def batch_renorm(
     if r_max < 1 or d_max < 0:
         raise ValueError(f"batch_renorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
     _checks.check_input_rank(input.dim())
-    _checks.check_enough_values(tuple(input.shape), training)
-    _checks.check_eps(eps, training)
+    _checks.check_python_rules(tuple(input.shape), training, eps)
     if input.numel() == 0:     # no statistics: BatchNorm's early return (buffers left alone)
         return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    check_tensors(input, running_mean, running_var, weight, bias, training)
     c = input.shape[1]
-    _checks.check_batch_norm_params(c, training, running_mean.numel(), running_var.numel(),
-                                    None if weight is None else weight.numel(),
-                                    None if bias is None else bias.numel())
-    name = lambda t: None if t is None else str(t.dtype).removeprefix("torch.")  # noqa: E731
-    _checks.check_dtypes(name(input), [name(t) for t in (weight, bias, running_mean, running_var)])
-
     ct = _compute_dtype(input.dtype)
     x = input.to(ct)
     dims = (0,) + tuple(range(2, input.dim()))
@@ -164,11 +159,9 @@ class _BatchRenorm(_BatchNorm):
         """``input`` ``(N, C, *spatial)`` -> the same shape (see the subclass for the ranks)."""
         self._check_input_dim(input)
         r_max, d_max = self.limits()
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training:
+        if self.training:            # batch renormalization always tracks its statistics
             self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
+        factor = average_factor(self.momentum, self.num_batches_tracked if self.training else None)
         return batch_renorm(input, self.running_mean, self.running_var, self.weight, self.bias,
                             self.training, factor, self.eps, r_max, d_max)
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from test_torch_parity import (MODULE_CASES, MODULE_IDS, TORCH_CLASSES, compare_state,
-                               random_batch, step_and_compare)
+from cases import (MODULE_CASES, MODULE_IDS, TORCH_CLASSES, compare_state, random_batch,
+                   step_and_compare)
 
 # Triton reads TRITON_INTERPRET when it is first imported, and again in modules it imports lazily, so
 # without a GPU it stays set in this process (only Triton reads it; no other test uses Triton).
@@ -381,7 +381,7 @@ def test_benchmark_shapes_match_torch_on_gpu(shape, channels_last, dtype, traini
 
 def test_benchmark_script_smoke(tmp_path):
     """``benchmarks/bench_triton.py --device cpu --interpret --smoke`` runs and writes its results."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": root}
     out = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_triton.py"),
                           "--device", "cpu", "--interpret", "--smoke", "--repeats", "1",
@@ -400,9 +400,10 @@ def test_benchmark_script_smoke(tmp_path):
 
 def test_kernels_compile_for_a_gpu_with_vector_loads():
     """Every kernel variant compiles for sm_90 (Triton's compiler and ptxas run on a CPU) and loads
-    its data 16 bytes at a time, in both layouts and dtypes (``tests/triton_compile_check.py``)."""
+    its data 16 bytes at a time, in both layouts and dtypes (``tests/core/triton_compile_check.py``)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(here), "TRITON_DEFAULT_FP_FUSION": "1"}
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(here)),
+           "TRITON_DEFAULT_FP_FUSION": "1"}
     env.pop("TRITON_INTERPRET", None)
     out = subprocess.run([sys.executable, os.path.join(here, "triton_compile_check.py")],
                          capture_output=True, text=True, env=env, timeout=600)

@@ -1,11 +1,9 @@
-"""Parity of ``bncourse.torch`` with ``torch.nn.BatchNorm*d`` / ``F.batch_norm``.
+"""``bncourse.torch`` against ``torch.nn.BatchNorm*d`` / ``F.batch_norm`` where only torch has the
+behaviour: the recipes of ``test_nn.py`` (channels_last, non-contiguous, empty batch, simple
+average, buffer flip), float16/bfloat16 input, state_dict, pickling, conversion, and that no native
+batch_norm runs. The cases every backend shares are in ``test_parity.py``.
 
-The cases are torch's own: ModuleInfo constructor/input combinations (``common_modules.py``) and the
-OpInfo samples of ``nn.functional.batch_norm`` (``common_methods_invocations.py``), plus the recipes
-of ``test_nn.py`` (channels_last, non-contiguous, empty batch, simple average, buffer flip).
-
-Every test takes the ``device`` fixture: ``cpu`` here; ``tests/test_cuda.py`` imports the same test
-functions and overrides the fixture with ``cuda``.
+Every test takes the ``device`` fixture (``conftest.py``): ``cpu``, and ``cuda`` where there is a GPU.
 """
 from __future__ import annotations
 
@@ -17,210 +15,29 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.testing import assert_close, make_tensor
+from torch.testing import assert_close
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bncourse.torch as bt
-from torch_compat import TORCH_HAS_BIAS_KW, needs_bias_kw
+from cases import (F32_VS_FLOAT64, MODULE_CASES, MODULE_IDS, OUR_CLASSES, TORCH_CLASSES, as_float64,
+                   clone, compare_state, make_pair, opinfo_samples, random_batch, step_and_compare,
+                   tols)
+from torch_compat import needs_bias_kw
 
 torch.set_num_threads(1)
 
-TORCH_CLASSES = {"BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d,
-                 "BatchNorm3d": nn.BatchNorm3d}
-OUR_CLASSES = {"BatchNorm1d": bt.BatchNorm1d, "BatchNorm2d": bt.BatchNorm2d,
-               "BatchNorm3d": bt.BatchNorm3d}
-
-
-def _module_cases():
-    """(class name, desc, ctor args, ctor kwargs, input shape) — ModuleInfo, torch 2.13."""
-    cases = [
-        ("BatchNorm1d", "affine", (10,), {}, (4, 10)),
-        ("BatchNorm1d", "3d_input", (5,), {}, (4, 5, 3)),
-        ("BatchNorm1d", "affine_simple_average", (10, 1e-3, None), {}, (4, 10)),
-        ("BatchNorm1d", "not_affine", (10, 1e-3, 0.3, False), {}, (4, 10)),
-        ("BatchNorm1d", "not_tracking_stats", (10, 1e-3, 0.3, True, False), {}, (4, 10)),
-        ("BatchNorm1d", "3d_input_not_affine", (5, 1e-3, 0.3, False), {}, (4, 5, 3)),
-        ("BatchNorm1d", "zero_batch", (5, 1e-3, 0.3, False), {}, (0, 5, 9)),
-        ("BatchNorm1d", "affine_not_bias", (10,), {"bias": False}, (4, 10)),
-    ]
-    for name, mom, shape, zshape in (("BatchNorm2d", 0.8, (2, 3, 6, 6), (0, 5, 2, 2)),
-                                     ("BatchNorm3d", 0.7, (2, 3, 4, 4, 4), (0, 5, 2, 2, 2))):
-        cases += [
-            (name, "", (3,), {}, shape),
-            (name, "simple_average", (3, 1e-3, None), {}, shape),
-            (name, "momentum", (3, 1e-3, mom), {}, shape),
-            (name, "not_affine", (3, 1e-3, mom, False), {}, shape),
-            (name, "not_tracking_stats", (3, 1e-3, mom, True, False), {}, shape),
-            (name, "zero_batch", (5, 1e-3, 0.3, False), {}, zshape),
-            (name, "affine_not_bias", (3,), {"bias": False}, shape),
-        ]
-    return cases
-
-
-# torch < 2.13 has no keyword-only ``bias`` and no ``bias=`` in the repr (e.g. a CUDA box's 2.11)
-
-MODULE_CASES = [c if "bias" not in c[3] else pytest.param(c, marks=needs_bias_kw)
-                for c in _module_cases()]
-MODULE_IDS = [f"{c[0]}-{c[1] or 'default'}" for c in _module_cases()]
-
-
-@pytest.fixture
-def device() -> str:
-    return "cpu"
-
-
-def tols(dtype: torch.dtype) -> dict:
-    """float64: ~1e-10 (semantics); others: assert_close's defaults for the dtype."""
-    return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {}
-
-
-def make_pair(name, args, kwargs, device, dtype, seed=0):
-    """A torch.nn module and ours with the same random affine parameters and buffers."""
-    ref = TORCH_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
-    ours = OUR_CLASSES[name](*args, **kwargs, device=device, dtype=dtype)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
-        if ref.running_var is not None:
-            ref.running_mean.copy_(torch.randn(ref.num_features, generator=g, dtype=dtype))
-            ref.running_var.copy_(torch.rand(ref.num_features, generator=g, dtype=dtype) + 0.5)
-    ours.load_state_dict(ref.state_dict())
-    return ref, ours
-
-
-def random_batch(shape, device, dtype, g, memory_format=torch.contiguous_format):
-    """Per-channel offsets and scales so that the statistics are not trivial."""
-    c = shape[1]
-    view = (1, c) + (1,) * (len(shape) - 2)
-    x = torch.randn(shape, generator=g, dtype=torch.float64)
-    x = x * (torch.rand(c, generator=g, dtype=torch.float64) * 3 + 0.2).view(view)
-    x = x + (torch.randn(c, generator=g, dtype=torch.float64) * 2).view(view)
-    return x.to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
-
-
-def step_and_compare(ref, ours, x, dy, tol):
-    """One forward + backward through both; compare outputs, grads and buffers."""
-    for m in (ref, ours):
-        m.zero_grad(set_to_none=True)
-    xr = x.detach().clone().requires_grad_()
-    xo = x.detach().clone().requires_grad_()
-    yr, yo = ref(xr), ours(xo)
-    assert yo.dtype == yr.dtype and yo.shape == yr.shape
-    assert_close(yo, yr, **tol)
-    yr.backward(dy)
-    yo.backward(dy)
-    assert_close(xo.grad, xr.grad, **tol)
-    for (name, pr), (_, po) in zip(ref.named_parameters(), ours.named_parameters()):
-        assert_close(po.grad, pr.grad, **tol, msg=f"grad of {name}")
-    compare_state(ref, ours, tol)
-    return yo, xo.grad
-
-
-def compare_state(ref, ours, tol):
-    sr, so = ref.state_dict(), ours.state_dict()
-    assert list(so) == list(sr)
-    for k in sr:
-        assert so[k].dtype == sr[k].dtype, k
-        assert_close(so[k], sr[k], **tol, msg=f"state {k}")
-
-
-# --- ModuleInfo combinations ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("case", MODULE_CASES, ids=MODULE_IDS)
-def test_module_cases_match_torch_over_steps(case, training, dtype, device):
-    name, _, args, kwargs, shape = case
-    ref, ours = make_pair(name, args, kwargs, device, dtype)
-    ref.train(training)
-    ours.train(training)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(3):
-        x = random_batch(shape, device, dtype, g)
-        dy = torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
-        step_and_compare(ref, ours, x, dy, tols(dtype))
-    if ref.track_running_stats:
-        expected_steps = 3 if training else 0
-        assert int(ours.num_batches_tracked) == expected_steps
-
-
 # --- OpInfo samples of nn.functional.batch_norm -----------------------------------------------------
-
-def opinfo_samples(device, dtype):
-    """``sample_inputs_batch_norm`` of torch 2.13: (input, rm, rv, weight, bias, kwargs)."""
-    S = 5
-    arg = dict(device=device, dtype=dtype)
-    cases = (((S, S, S), {"training": True, "momentum": 0.5, "eps": 0.6}),
-             ((3, 2, 4), {"training": False, "momentum": -1.2}),
-             ((3, 1), {"training": True, "momentum": 0.0}),
-             ((0,), {"training": True}),
-             ((0,), {"training": False}),
-             ((3, 2, 3, 4), {"training": True, "momentum": -1.0, "eps": 0.5}),
-             ((3, 2, 3, 4), {"training": False, "momentum": -1.0, "eps": 0.5}),
-             ((2, 1), {}))
-    for shape, kwargs in cases:
-        c = shape[1] if len(shape) > 1 else 0
-        weight = make_tensor(c, **arg, requires_grad=True) if c > 0 else None
-        bias = make_tensor(c, **arg, requires_grad=True) if c > 0 else None
-        rm, rv = make_tensor(c, **arg, low=0), make_tensor(c, **arg, low=0)
-        yield make_tensor(shape, **arg, requires_grad=True), rm, rv, weight, bias, kwargs
-    for training in (True, False, False):
-        yield (make_tensor(shape, **arg, requires_grad=True), rm, rv,
-               make_tensor(c, **arg, requires_grad=True), make_tensor(c, **arg, requires_grad=True),
-               {"training": training})
-    yield make_tensor((1, 2, 3), **arg, requires_grad=True), None, None, None, None, {"training": True}
-
-
-def _clone(t):
-    return None if t is None else t.detach().clone().requires_grad_(t.requires_grad)
-
-
-# float32 is compared with F.batch_norm evaluated in float64 on the same values, at float32's
-# assert_close tolerances: torch's own float32 kernel is off by 2e-5 on some of these samples (e.g. a
-# (2, 1) batch at 7.68 / 7.30), while bncourse keeps float64 per-channel statistics.
-_F32 = {"rtol": 1.3e-6, "atol": 1e-5}
-
-
-def _ref(t, dtype):
-    if t is None:
-        return None
-    return t.detach().to(torch.float64).requires_grad_(t.requires_grad)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_opinfo_samples_match_functional(dtype, device):
-    torch.manual_seed(0)
-    tol = tols(dtype) if dtype == torch.float64 else _F32
-    for x, rm, rv, w, b, kwargs in opinfo_samples(device, dtype):
-        ref_args = [_ref(t, dtype) for t in (x, rm, rv, w, b)]
-        our_args = [_clone(t) for t in (x, rm, rv, w, b)]
-        yr = F.batch_norm(*ref_args, **kwargs)
-        yo = bt.batch_norm(*our_args, **kwargs)
-        assert yo.dtype == dtype and yo.shape == yr.shape
-        assert_close(yo.double(), yr, **tol, msg=f"output {tuple(x.shape)} {kwargs}")
-        for i in (1, 2):
-            if ref_args[i] is not None:
-                assert_close(our_args[i].double(), ref_args[i], **tol)
-        dy = torch.randn(yr.shape, dtype=dtype, device=device)
-        leaves = [i for i in (0, 3, 4) if ref_args[i] is not None]
-        gr = torch.autograd.grad(yr, [ref_args[i] for i in leaves], dy.double())
-        go = torch.autograd.grad(yo, [our_args[i] for i in leaves], dy)
-        for a, e in zip(go, gr):
-            assert a.dtype == dtype
-            assert_close(a.double(), e, **tol, msg=f"grads {tuple(x.shape)} {kwargs}")
-
 
 def test_opinfo_samples_match_functional_float32_direct(device):
     """Also straight against torch's float32 kernel, on the samples where it is accurate itself."""
     torch.manual_seed(0)
     for x, rm, rv, w, b, kwargs in opinfo_samples(device, torch.float32):
-        args64 = [_ref(t, None) for t in (x, rm, rv, w, b)]
+        args64 = [as_float64(t) for t in (x, rm, rv, w, b)]
         exact = F.batch_norm(*args64, **kwargs)
-        yr = F.batch_norm(*[_clone(t) for t in (x, rm, rv, w, b)], **kwargs)
-        if not torch.allclose(yr.double(), exact, **_F32):
+        yr = F.batch_norm(*[clone(t) for t in (x, rm, rv, w, b)], **kwargs)
+        if not torch.allclose(yr.double(), exact, **F32_VS_FLOAT64):
             continue   # torch's float32 result is the outlier here (see above)
-        yo = bt.batch_norm(*[_clone(t) for t in (x, rm, rv, w, b)], **kwargs)
+        yo = bt.batch_norm(*[clone(t) for t in (x, rm, rv, w, b)], **kwargs)
         assert_close(yo, yr)
 
 
@@ -615,3 +432,19 @@ def test_no_native_batch_norm_on_the_compute_path(training, device):
     assert rec.ops, "the recorder saw nothing"
     assert not [op for op in rec.ops if "norm" in op], rec.ops
     assert "mm" in rec.ops or device != "cpu"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_outputs_stay_on_the_device_and_in_half():
+    """test_batchnorm_nonaffine_cuda_half_input: half input, float32 non-affine BN, train and eval."""
+    m = bt.BatchNorm2d(3, affine=False, device="cuda")
+    ref = torch.nn.BatchNorm2d(3, affine=False, device="cuda")
+    x = torch.rand(16, 3, 24, 24, device="cuda", dtype=torch.half)
+    for training in (True, False):
+        m.train(training)
+        ref.train(training)
+        y = m(x)
+        assert y.dtype == torch.half and y.device.type == "cuda"
+        torch.testing.assert_close(y, ref(x), rtol=2 ** -10, atol=2 ** -10)
+        torch.testing.assert_close(m.running_var, ref.running_var)

@@ -1,6 +1,6 @@
 """Compile bncourse.triton's kernels for an NVIDIA GPU (sm_90) without one, and check their loads.
 
-Run as a script in a process where ``TRITON_INTERPRET`` is unset (``tests/test_triton.py`` does):
+Run as a script in a process where ``TRITON_INTERPRET`` is unset (``tests/core/test_triton.py`` does):
 Triton's front end, its MLIR passes, LLVM and ``ptxas`` (shipped with Triton) all run on a CPU. For
 both layouts (NCHW tile ``[4, 1, 1024]``, channel-innermost tile ``[64, 64, 1]``) and for float32 and
 bfloat16 data, every kernel variant of a training and an evaluation step must compile, and the data

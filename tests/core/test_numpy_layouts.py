@@ -43,6 +43,9 @@ def _views(rng):
         "broadcast": np.broadcast_to(rng.standard_normal((1, 3, 5)), (4, 3, 5)),
         "transposed": rng.standard_normal((5, 3, 4)).transpose(2, 1, 0),
         "stepped": rng.standard_normal((4, 6, 10))[:, ::2, ::2],
+        # cf. torch's test_batchnorm_non_contig_cpu
+        "spatial_transposed": rng.standard_normal((4, 3, 5, 6)).transpose(0, 1, 3, 2),
+        "channels_from_axis_2": rng.standard_normal((4, 5, 3, 6)).transpose(0, 2, 1, 3),
     }
 
 

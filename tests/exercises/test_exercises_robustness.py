@@ -24,7 +24,7 @@ from bncourse.exercises import Case, CodeExercise, Feedback, MultipleChoice, Num
 from bncourse.exercises import code_exercise, compare, guard, numeric_answer, renderers
 from bncourse.exercises.static_html import render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = json.loads((ROOT / "tests" / "data" / "numeric_answers.json").read_text(encoding="utf-8"))
 MESSAGE_LIMIT = 2500  # no feedback message may be longer than this, whatever the learner's code does
 

@@ -151,7 +151,12 @@ def test_table_is_consistent():
     weights = {c.key: c.update_weight for c in cv.CONVENTIONS.values()}
     assert weights["torch"] == pytest.approx(0.1) and weights["cs231n"] == pytest.approx(0.1)
     assert weights["keras"] == pytest.approx(0.01) and weights["flax"] == pytest.approx(0.01)
-    # only the torch row can be probed here; the others must say they come from memory
-    assert [r["checked"] for r in rows] == ["probed", "from memory", "from memory", "from memory"]
+    # only the torch row can be probed here; the others cite documentation and name what it does not settle
+    assert [r["checked"].split(";")[0] for r in rows] == ["probed", "documented", "documented", "documented"]
+    assert "not checked: running_var_estimator" in rows[1]["checked"]
+    assert "not checked" in rows[2]["checked"] and "init_running_var" in rows[2]["checked"]
+    assert all(r["documentation"] for r in rows)
+    for conv in cv.CONVENTIONS.values():
+        assert all(v.split(":")[0].split(" ")[0] in ("probed", "documented", "not") for v in conv.verified.values())
     html = table_html(list(rows[0]), [list(r.values()) for r in rows])  # the chapter's one table path
     assert html.count("<tr>") == len(rows) + 1 and "<td>keras.layers.BatchNormalization</td>" in html

@@ -69,6 +69,15 @@ def test_one_value_per_channel_fires_in_eval_without_running_stats():
     assert_same_error(lambda: bn(x), lambda: tbn(t(x)))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_functional_one_dimensional_empty_input_is_rejected(training):
+    """OpInfo's ``(0,)`` samples: torch returns an empty tensor for a 1-D empty input (it has no
+    channel axis); the NumPy path refuses every input below 2-D with the module's message."""
+    assert F.batch_norm(torch.zeros(0), torch.zeros(0), torch.ones(0), training=training).shape == (0,)
+    with pytest.raises(ValueError, match=r"^expected at least 2D input \(got 1D input\)$"):
+        batchnorm_forward(np.zeros(0), None, None, np.zeros(0), np.ones(0), training=training)
+
+
 @pytest.mark.parametrize("ndim", [0, 1])
 def test_rank_below_two(ndim):
     x = np.ones((4,) * ndim, np.float32)

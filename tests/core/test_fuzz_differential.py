@@ -23,7 +23,7 @@ rather than ``torch.Size([1, 3])``). Tolerances live in ``tolerances.py``.
 
 CI runs a fixed seed and ``DEFAULT_EXAMPLES`` examples per class (well under a minute);
 ``BNCOURSE_FUZZ_EXAMPLES=2000`` runs more. ``BNCOURSE_FUZZ_COUNT=<file>`` records every case's
-verdict as a JSON line instead of failing, and ``python tests/test_fuzz_differential.py <file>``
+verdict as a JSON line instead of failing, and ``python tests/core/test_fuzz_differential.py <file>``
 prints the count per class.
 """
 from __future__ import annotations

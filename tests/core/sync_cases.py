@@ -1,4 +1,4 @@
-"""Cases and worker functions for tests/test_sync_batchnorm.py (imported by the spawned ranks too).
+"""Cases and worker functions for tests/core/test_sync_batchnorm.py (imported by the spawned ranks too).
 
 A case is a global batch per step, dealt to the ranks by ``splits``. The workers run
 ``bncourse.torch.SyncBatchNorm`` on their share and return what they saw; the test process compares
