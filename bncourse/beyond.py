@@ -11,7 +11,9 @@
 * :func:`residual_stream_variance` measures the variance of a residual stream block by block at
   initialization, :func:`residual_mlp` / :func:`train_residual` train the same stacks.
 
-The recurrent experiment lives in :mod:`bncourse.recurrent`.
+The recurrent experiment lives in :mod:`bncourse.recurrent`. Every ``seed`` argument here and there is shifted by
+the environment variable ``BNCOURSE_SEED_OFFSET``, as :func:`bncourse.training.set_seed` is, so the chapter can be
+re-run on seeds it was not tuned on (:func:`generator`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,20 @@ import torch
 from torch import Tensor, nn
 
 from bncourse import torch as bt
-from bncourse.training import set_seed
+from bncourse.training import seed_offset, set_seed
 
 __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
            "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread",
-           "RESIDUAL_VARIANTS", "residual_mlp", "residual_stream_variance", "train_residual"]
+           "RESIDUAL_VARIANTS", "residual_mlp", "residual_stream_variance", "train_residual", "generator"]
 
 #: Names accepted by :func:`make_norm`.
 NORM_KINDS = ("none", "bn", "brn", "gn", "ln", "in", "rms")
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` shifted by ``BNCOURSE_SEED_OFFSET``, like
+    :func:`bncourse.training.set_seed`: every draw of this chapter's experiments moves with the offset."""
+    return torch.Generator().manual_seed(int(seed) + seed_offset())
 
 
 def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -> nn.Module:
@@ -140,7 +148,7 @@ def batch_mean_noise(features: Tensor, batch_size: int, *, draws: int = 500, see
     if features.ndim < 2 or not 1 <= batch_size <= len(features):
         raise ValueError(f"need features (n, C, ...) and 1 <= batch_size <= n, got {tuple(features.shape)}, "
                          f"{batch_size}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     dims = (0,) + tuple(range(2, features.ndim))
     population_std = features.transpose(0, 1).reshape(features.shape[1], -1).std(dim=1)
     means = torch.stack([features[torch.randint(0, len(features), (batch_size,), generator=gen)].mean(dim=dims)
@@ -169,7 +177,7 @@ def small_batch_accuracy(kind: str, batch_size: int, x: Tensor, y: Tensor, x_eva
     model = mlp([x.shape[1], width, width, 10], norm=lambda w: make_norm(kind, w, groups=groups),
                 bias=kind == "none")
     opt = torch.optim.SGD(model.parameters(), lr=lr * math.sqrt(batch_size / 32), momentum=0.9)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_images]
+    order = torch.randperm(len(x), generator=generator(seed))[:n_images]
     model.train()
     for idx in order[: len(order) - len(order) % batch_size].view(-1, batch_size):
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
@@ -219,7 +227,7 @@ def neighbour_sensitivity(layer: nn.Module, kind: str, *, d: int = 16, t: int = 
     contents (scale drawn from [0.5, 2]) and new random lengths. Returns the max absolute difference of
     sequence 0's output to its output in the first draw (0.0 exactly for a per-token layer).
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     own = torch.randn(1, t, d, generator=gen)
     outputs = []
     for _ in range(trials):
@@ -241,7 +249,7 @@ def batch_mean_spread(batch: int, length: int, rho: float, *, draws: int = 2000,
     """
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"rho must be in [0, 1], got {rho}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     shared = torch.randn(draws, batch, 1, generator=gen, dtype=torch.float64) * math.sqrt(rho)
     own = torch.randn(draws, batch, length, generator=gen, dtype=torch.float64) * math.sqrt(1.0 - rho)
     return (shared + own).mean(dim=(1, 2)).std().item()
@@ -321,7 +329,7 @@ def train_residual(variant: str, x: Tensor, y: Tensor, x_eval: Tensor, y_eval: T
     set_seed(seed)
     model = residual_mlp(variant, depth=depth, width=width, n_in=x.shape[1])
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     model.train()
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch_size,), generator=gen)

@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from bncourse.beyond import make_norm
+from bncourse.beyond import generator, make_norm
 from bncourse.training import set_seed
 
 __all__ = ["RNN_NORMS", "RowRNN", "as_rows", "train_row_rnn", "accuracy", "preactivation_stats",
@@ -89,7 +89,7 @@ def train_row_rnn(norm: str, x: Tensor, y: Tensor, *, steps: int = 300, batch_si
     set_seed(seed)
     model = RowRNN(norm, n_in=x.shape[2], hidden=hidden, steps=x.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     model.train()
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch_size,), generator=gen)

@@ -304,3 +304,28 @@ def test_per_step_bn_beats_shared_bn_on_digits(digits):
                                                              hidden=32, seed=seed), rows_e, ye)
                for v in ("bn_shared", "bn_step")}
         assert acc["bn_step"] > acc["bn_shared"] + 0.01, acc
+
+
+# ------------------------------------------------------------------------------------------ seed offset
+
+
+def test_experiments_follow_the_seed_offset(monkeypatch, digits):
+    """BNCOURSE_SEED_OFFSET shifts the initialization *and* the experiments' own generators: seed 3 with offset 101
+    is seed 104, for the small-batch, recurrent and residual training and the deterministic measurements."""
+    x, y, xe, ye = digits
+    rows, rows_e = recurrent.as_rows(x, side=8), recurrent.as_rows(xe, side=8)
+
+    def runs(seed):
+        rnn = recurrent.train_row_rnn("bn_step", rows, y, steps=5, batch_size=16, hidden=8, seed=seed)
+        return (beyond.small_batch_accuracy("bn", 4, x, y, xe, ye, n_images=64, width=16, seed=seed),
+                recurrent.accuracy(rnn, rows_e, ye), rnn.norms[3].running_mean.tolist(),
+                beyond.train_residual("bn", x, y, xe, ye, depth=2, width=16, steps=5, batch_size=16, seed=seed),
+                beyond.batch_mean_noise(torch.randn(200, 8, generator=torch.Generator().manual_seed(0)), 2,
+                                        draws=20, seed=seed),
+                beyond.neighbour_sensitivity(bt.BatchNorm1d(16), "batch", trials=3, seed=seed))
+
+    monkeypatch.delenv("BNCOURSE_SEED_OFFSET", raising=False)
+    base, target = runs(3), runs(104)
+    assert base != target
+    monkeypatch.setenv("BNCOURSE_SEED_OFFSET", "101")
+    assert runs(3) == target
