@@ -23,6 +23,21 @@ from .norm_functional import group_norm, instance_norm, layer_norm, rms_norm
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"]
 
 
+def _add_affine(module: Module, shape: int | tuple[int, ...], affine: bool, bias: bool, factory_kwargs: dict) -> None:
+    """Register ``weight`` (ones) and ``bias`` (zeros) of ``shape``, as torch's norm layers do: ``None`` when
+    ``affine`` is off, and no bias when ``bias`` is off. Filled by :func:`_reset_affine`."""
+    module.register_parameter("weight", Parameter(torch.empty(shape, **factory_kwargs)) if affine else None)
+    module.register_parameter("bias", Parameter(torch.empty(shape, **factory_kwargs)) if affine and bias else None)
+
+
+def _reset_affine(module: Module) -> None:
+    """``weight = 1`` and ``bias = 0`` where the module has them."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        init.zeros_(module.bias)
+
+
 class LayerNorm(Module):
     """Drop-in ``torch.nn.LayerNorm``: statistics per sample over the last ``len(normalized_shape)`` axes."""
 
@@ -38,22 +53,11 @@ class LayerNorm(Module):
         self.normalized_shape = as_normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(torch.empty(self.normalized_shape, **factory_kwargs))
-            if bias:
-                self.bias = Parameter(torch.empty(self.normalized_shape, **factory_kwargs))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _add_affine(self, self.normalized_shape, elementwise_affine, bias, factory_kwargs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -78,15 +82,12 @@ class RMSNorm(Module):
         self.normalized_shape = as_normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(torch.empty(self.normalized_shape, **factory_kwargs))
-        else:
-            self.register_parameter("weight", None)
+        self.register_parameter(
+            "weight", Parameter(torch.empty(self.normalized_shape, **factory_kwargs)) if elementwise_affine else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            init.ones_(self.weight)
+        _reset_affine(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return rms_norm(x, self.normalized_shape, self.weight, self.eps)
@@ -114,22 +115,11 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(torch.empty(num_channels, **factory_kwargs))
-            if bias:
-                self.bias = Parameter(torch.empty(num_channels, **factory_kwargs))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _add_affine(self, num_channels, affine, bias, factory_kwargs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
