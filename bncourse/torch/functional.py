@@ -269,20 +269,28 @@ def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor
 
 
 def batch_moments(xw: Tensor, ones: Optional[Tensor],
-                  n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[bool]]:
     """Training statistics of a working view by the corrected two-pass (see the module docstring).
 
     ``xw`` ``(R, C)`` or ``(R, C, S)`` in the compute dtype, ``n`` its values per channel (> 0).
-    Returns ``(pilot, centered, m, var, buffer)``: the pilot mean ``m0``, ``centered = xw - m0``, the
+    Returns ``(pilot, centered, m, var, buffer, special)``: the pilot mean ``m0``, ``centered = xw - m0``, the
     mean's offset ``m = mean - m0`` and the biased variance (statistics shape), and a scratch tensor of
-    ``xw``'s shape that :func:`normalize` may write the output into.
+    ``xw``'s shape that :func:`normalize` may write the output into; last, ``special``: whether the data
+    hold inf / nan or float32 squares that overflow (then ``var`` is the float64 variance), ``None`` off the CPU.
     """
     pilot = channel_sum(xw, ones).div_(n)                        # m0, rounded to ct
     centered = xw - pilot                                        # x - m0
     m = channel_sum(centered, ones).div_(n)                      # mean - m0
     buffer = torch.mul(centered, centered)
     var = torch.addcmul(channel_sum(buffer, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
-    return pilot, centered, m, var, buffer
+    # one check for every special case (two small ops): var is inf or nan only when the data hold
+    # inf / nan or their float32 squares overflow. It reads a value back to the host, which would
+    # stall an accelerator's queue: there (special = None) the float64 variance is not taken (see
+    # the module docstring)
+    special = not math.isfinite(var.sum().item()) if xw.device.type == "cpu" else None
+    if special and xw.dtype == torch.float32:
+        var = _variance_float64(centered, m, n, ones)
+    return pilot, centered, m, var, buffer, special
 
 
 def normalize(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], layout: Layout,
@@ -330,14 +338,8 @@ class _BatchNormFunction(torch.autograd.Function):
         b = None if bias is None else _cast(layout.per_channel(bias), ct)
 
         if training:
-            pilot, centered, m, var, out = batch_moments(xw, ones, n)
-            # one check for every special case (two small ops): var is inf or nan only when the
-            # data hold inf / nan or their float32 squares overflow. It reads a value back to the
-            # host, which would stall an accelerator's queue: there (special = None) the cheap
-            # fix below always runs and the float64 variance does not (see the module docstring)
-            special = not math.isfinite(var.sum().item()) if xw.device.type == "cpu" else None
-            if special and ct == torch.float32:
-                var = _variance_float64(centered, m, n, ones)
+            # special: inf / nan in the data (None off the CPU: the cheap fix below always runs there)
+            pilot, centered, m, var, out, special = batch_moments(xw, ones, n)
             if running_mean is not None:                         # var is the biased variance
                 # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
                 mean = pilot + (m if special is False else m.nan_to_num(0.0, math.inf, -math.inf))

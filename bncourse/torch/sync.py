@@ -117,7 +117,7 @@ class _SyncBatchNormFunction(_BatchNormFunction):
         xw = _cast(layout.to_work(x), ct)                        # (R, C) or (R, C, S)
         ones = ones_for(xw)
         if n > 0:
-            pilot, centered, m, var, out = batch_moments(xw, ones, n)
+            pilot, centered, m, var, out, _ = batch_moments(xw, ones, n)
         else:                                                    # no samples here: count 0
             pilot = m = var = xw.new_zeros(layout.stat_shape)
             centered, out = xw, None
