@@ -12,7 +12,7 @@
   initialization, :func:`residual_mlp` / :func:`train_residual` train the same stacks.
 
 The recurrent experiment lives in :mod:`bncourse.recurrent`. Every ``seed`` argument here and there is shifted by
-the environment variable ``BNCOURSE_SEED_OFFSET``, as :func:`bncourse.training.set_seed` is, so the chapter can be
+the environment variable ``BNCOURSE_SEED_OFFSET``, as :func:`bncourse.seeding.set_seed` is, so the chapter can be
 re-run on seeds it was not tuned on (:func:`generator`).
 """
 
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from bncourse import torch as bt
-from bncourse.training import seed_offset, set_seed
+from bncourse.seeding import set_seed, torch_generator
 
 __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
            "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread",
@@ -37,10 +37,9 @@ __all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "
 NORM_KINDS = ("none", "bn", "brn", "gn", "ln", "in", "rms")
 
 
-def generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` shifted by ``BNCOURSE_SEED_OFFSET``, like
-    :func:`bncourse.training.set_seed`: every draw of this chapter's experiments moves with the offset."""
-    return torch.Generator().manual_seed(int(seed) + seed_offset())
+#: A CPU generator seeded with ``seed`` shifted by ``BNCOURSE_SEED_OFFSET``: every draw of this chapter's
+#: experiments moves with the offset (:func:`bncourse.seeding.torch_generator`).
+generator = torch_generator
 
 
 def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -> nn.Module:

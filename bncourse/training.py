@@ -20,8 +20,6 @@ evaluation point, hooks included).
 from __future__ import annotations
 
 import math
-import os
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -33,11 +31,11 @@ from bncourse.data import ImageData
 from bncourse.history import History
 from bncourse.progress import ProgressBar
 from bncourse.recorders import Hook
+# set_seed, seed_offset and SEED_OFFSET_ENV are re-exported: their home is bncourse.seeding.
+from bncourse.seeding import SEED_OFFSET_ENV, seed_offset, set_seed, shifted, torch_generator  # noqa: F401
 from bncourse.state import as_model_input, preserved
 
 __all__ = [
-    "set_seed",
-    "seed_offset",
     "evaluate",
     "train",
     "make_optimizer",
@@ -50,36 +48,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[nn.Module, int, torch.Tensor, torch.Tensor], None]
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-SEED_OFFSET_ENV = "BNCOURSE_SEED_OFFSET"
-
-
-def seed_offset() -> int:
-    """The integer in the environment variable ``BNCOURSE_SEED_OFFSET`` (0 when unset or empty).
-
-    :func:`set_seed` adds it to every seed, so a whole chapter can be re-run on seeds nobody tuned on
-    (``BNCOURSE_SEED_OFFSET=101``) without editing it.
-
-    Raises:
-        ValueError: the variable is set to something that is not an integer.
-    """
-    raw = os.environ.get(SEED_OFFSET_ENV, "").strip()
-    if not raw:
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{SEED_OFFSET_ENV} must be an integer, got {raw!r}") from None
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator and PyTorch (CPU and CUDA) with
-    ``seed + seed_offset()``: the environment variable ``BNCOURSE_SEED_OFFSET`` (default 0) shifts every seed."""
-    seed = int(seed) + seed_offset()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def as_tensor_pair(x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,7 +292,7 @@ def train(
     loss_fn = loss_fn or nn.functional.cross_entropy
     callbacks = _callbacks(step_callback)
     opt = make_optimizer(model, optimizer, lr=lr, sgd_momentum=sgd_momentum, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed + seed_offset())   # BNCOURSE_SEED_OFFSET shifts the batch order too
+    gen = torch_generator(seed)                       # BNCOURSE_SEED_OFFSET shifts the batch order too
     evaluation = _evaluation(model, loss_fn, x, y, split, eval_subset, gen, list(hooks))
     history = History(config=dict(steps=total, epochs=epochs, batch_size=batch_size, lr=lr,
                                   optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
@@ -333,7 +301,7 @@ def train(
     bar = ProgressBar(progress, total)
     # The global RNG drives dropout / noise layers: seed it for the run, give the caller's state back after.
     with preserved(model, params=False, buffers=False, modes=False):
-        torch.manual_seed(seed + seed_offset())
+        torch.manual_seed(shifted(seed))
         model.train()
         try:
             if eval_every is not None:
