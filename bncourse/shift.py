@@ -272,8 +272,9 @@ def domain_classifier_auc(
     """Cross-validated ROC AUC of a classifier that tells target inputs (label 1) from source ones (0).
 
     ``x_source`` (n_s, d), ``x_target`` (n_t, d). Every input is scored by a model that did not see
-    it (``n_folds``-fold, stratified, shuffled with ``seed`` plus ``BNCOURSE_SEED_OFFSET``). AUC about 0.5: the classifier cannot
-    tell the domains apart (no detectable change of ``p(x)``); near 1: strong covariate shift.
+    it (``n_folds``-fold, stratified, shuffled with ``seed`` plus ``BNCOURSE_SEED_OFFSET``). AUC about 0.5:
+    the classifier cannot tell the domains apart (no detectable change of ``p(x)``); near 1: strong covariate
+    shift.
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
