@@ -21,6 +21,8 @@ Gradient descent on a 2-feature least-squares problem (chapter 1's contour figur
   ``kappa * ln(1 / tol)`` steps, hence the cost of badly scaled features;
 * :func:`gd_explorer` is the pure function behind the chapter's interactive widget
   (its figure: :func:`bncourse.plotting.plot_descent`).
+
+The data draws are seeded with ``seed`` shifted by ``BNCOURSE_SEED_OFFSET`` (:mod:`bncourse.seeding`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from bncourse.seeding import numpy_rng
 
 __all__ = [
     "MinMaxScaler",
@@ -229,7 +233,7 @@ def least_squares_problem(
     d = scales_arr.size
     if n < d:
         raise ValueError(f"need n >= {d} samples for {d} features, got n={n}")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     cov = np.full((d, d), correlation) + (1.0 - correlation) * np.eye(d)
     G = rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
     X = G * scales_arr

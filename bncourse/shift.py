@@ -21,6 +21,10 @@ For the BatchNorm bridge: :func:`shift_images` (contrast / brightness / gamma / 
 in ``[0, 1]``) and the three shifts of the chapter, :data:`CHAPTER2_SHIFTS`. The AdaBN experiment that
 trains a BN network and re-estimates its statistics under these shifts is torch code and lives in
 :mod:`bncourse.bn_statistics`.
+
+Every random draw (the generators, the domain classifier's folds, the permutations) is seeded with ``seed``
+shifted by ``BNCOURSE_SEED_OFFSET`` (:mod:`bncourse.seeding`), so the chapter's claims can be checked on
+seeds nobody chose them on.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from bncourse.seeding import numpy_rng, shifted
 
 __all__ = [
     "ShiftData",
@@ -130,7 +136,7 @@ def covariate_shift_data(
     for name, (_, std) in (("source_age", source_age), ("target_age", target_age)):
         if not std > 0:
             raise ValueError(f"{name} std must be positive, got {std}")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     xs = rng.normal(source_age[0], source_age[1], n_source)
     xt = rng.normal(target_age[0], target_age[1], n_target)
     ys = age_outcome(xs) + noise * rng.standard_normal(n_source)
@@ -169,7 +175,7 @@ def label_shift_data(
     k = len(LABEL_SHIFT_MEANS)
     ps = _check_priors(source_priors, "source_priors", k)
     pt = _check_priors(target_priors, "target_priors", k)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
 
     def draw(n: int, priors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = rng.choice(k, size=n, p=priors)
@@ -207,7 +213,7 @@ def concept_shift_data(
     target; ``angle_deg = 0`` gives no shift. Shapes: ``x_*`` (n, 2), ``y_*`` (n,) int64.
     """
     _check_n(n_source=n_source, n_target=n_target)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     xs = rng.standard_normal((n_source, 2))
     xt = rng.standard_normal((n_target, 2))
     a = np.deg2rad(angle_deg)
@@ -266,8 +272,9 @@ def domain_classifier_auc(
     """Cross-validated ROC AUC of a classifier that tells target inputs (label 1) from source ones (0).
 
     ``x_source`` (n_s, d), ``x_target`` (n_t, d). Every input is scored by a model that did not see
-    it (``n_folds``-fold, stratified, shuffled with ``seed``). AUC about 0.5: the classifier cannot
-    tell the domains apart (no detectable change of ``p(x)``); near 1: strong covariate shift.
+    it (``n_folds``-fold, stratified, shuffled with ``seed`` plus ``BNCOURSE_SEED_OFFSET``). AUC about 0.5:
+    the classifier cannot tell the domains apart (no detectable change of ``p(x)``); near 1: strong covariate
+    shift.
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -277,7 +284,7 @@ def domain_classifier_auc(
         raise ValueError(f"n_folds must be >= 2 and at most the size of each sample, got {n_folds}")
     x = np.vstack([xs, xt])
     d = np.r_[np.zeros(len(xs)), np.ones(len(xt))]
-    folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    folds = StratifiedKFold(n_folds, shuffle=True, random_state=shifted(seed) % 2**32)
     scores = cross_val_predict(_domain_classifier(degree, C), x, d, cv=folds, method="predict_proba")[:, 1]
     return float(roc_auc_score(d, scores))
 
@@ -390,7 +397,7 @@ def mmd_permutation_test(
     K = _gaussian_kernel(z, h)
     n = len(xs)
     observed = _mmd2_from_kernel(K, n)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     exceed = 0
     for _ in range(n_permutations):
         idx = rng.permutation(len(z))
@@ -549,7 +556,7 @@ def gender_shift_data(
     for name, (_, std) in (("source_age", source_age), ("target_age", target_age)):
         if not std > 0:
             raise ValueError(f"{name} std must be positive, got {std}")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
 
     def draw(n: int, age_dist: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
         age = rng.normal(age_dist[0], age_dist[1], n)

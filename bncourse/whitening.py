@@ -16,7 +16,8 @@ identity: gradient descent with the step ``1 / lambda_max = 1`` lands on the min
 * :func:`batch_statistics_error` -- how far a mini-batch's mean and std fall from the data set's, per batch
   size: the error of the paper's second simplification, shrinking like ``1 / sqrt(B)``;
 * :func:`eigh_gradient_is_finite` -- the gradient through an eigendecomposition is not defined where two
-  eigenvalues coincide (one reason the paper does not whiten inside the network).
+  eigenvalues coincide, and :func:`eigh_gradient_norm` -- it grows like ``1 / (lam_i - lam_j)`` as two
+  eigenvalues approach each other (one reason the paper does not whiten inside the network).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from bncourse.scaling import (
     gradient_descent,
     least_squares_problem,
 )
+from bncourse.seeding import numpy_rng
 
 __all__ = [
     "WHITENING_METHODS",
@@ -43,6 +45,7 @@ __all__ = [
     "BatchStatisticsError",
     "batch_statistics_error",
     "eigh_gradient_is_finite",
+    "eigh_gradient_norm",
 ]
 
 #: The whitening recipes :func:`whitening_matrix` knows.
@@ -157,7 +160,7 @@ def batch_statistics_error(
     mu, sd = arr.mean(axis=0), arr.std(axis=0)
     if np.any(sd == 0):
         raise ValueError("a feature of x is constant; its batch statistics have no relative error")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     mean_err, std_err = [], []
     for b in sizes:
         idx = np.stack([rng.choice(n, size=b, replace=False) for _ in range(n_batches)])  # (n_batches, b)
@@ -165,6 +168,24 @@ def batch_statistics_error(
         mean_err.append(np.sqrt(np.mean(((batches.mean(axis=1) - mu) / sd) ** 2)))
         std_err.append(np.sqrt(np.mean(((batches.std(axis=1) - sd) / sd) ** 2)))
     return BatchStatisticsError(sizes, np.array(mean_err), np.array(std_err))
+
+
+def _eigh_whitening_gradient(eigenvalues: Sequence[float], dtype=None):
+    """The gradient (d, d) with respect to the covariance ``diag(eigenvalues)`` of a fixed loss of the PCA
+    whitening matrix ``diag(lam)^(-1/2) U^T``, computed by autograd through ``torch.linalg.eigh``."""
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+    lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64)).to(dtype)
+    if lam.ndim != 1 or lam.numel() < 2 or not bool((lam > 0).all()):
+        raise ValueError(f"need at least 2 positive eigenvalues, got {list(eigenvalues)}")
+    cov = torch.diag(lam).requires_grad_(True)
+    vals, vecs = torch.linalg.eigh(cov)
+    W = vecs.T / vals.sqrt()[:, None]  # PCA whitening matrix (d, d)
+    # fixed, asymmetric weights, so that the loss depends on the eigenvectors and not only on the eigenvalues
+    weights = torch.arange(1, W.numel() + 1, dtype=dtype).reshape(W.shape)
+    (W * weights).sum().backward()
+    return cov.grad
 
 
 def eigh_gradient_is_finite(eigenvalues: Sequence[float]) -> bool:
@@ -177,12 +198,30 @@ def eigh_gradient_is_finite(eigenvalues: Sequence[float]) -> bool:
     """
     import torch
 
-    lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64))
-    if lam.ndim != 1 or lam.numel() < 2 or not bool((lam > 0).all()):
-        raise ValueError(f"need at least 2 positive eigenvalues, got {list(eigenvalues)}")
-    cov = torch.diag(lam).requires_grad_(True)
-    vals, vecs = torch.linalg.eigh(cov)
-    W = vecs.T / vals.sqrt()[:, None]  # PCA whitening matrix (d, d)
-    weights = torch.arange(1, W.numel() + 1, dtype=torch.float64).reshape(W.shape)
-    (W * weights).sum().backward()
-    return bool(torch.isfinite(cov.grad).all())
+    return bool(torch.isfinite(_eigh_whitening_gradient(eigenvalues)).all())
+
+
+def eigh_gradient_norm(gaps: Sequence[float], *, low: float = 1.0, high: float = 3.0,
+                       dtype=None) -> np.ndarray:
+    """Frobenius norm of the gradient through ``torch.linalg.eigh`` as two eigenvalues approach each other.
+
+    For each ``gap`` in ``gaps`` (k,), the covariance is ``diag(low, low + gap, high)`` and the loss the one of
+    :func:`eigh_gradient_is_finite`. The backward pass of ``eigh`` divides by ``lam_i - lam_j``, so the norm
+    grows like ``1 / gap``: close eigenvalues, not only equal ones, make the gradient of a whitening layer
+    explode. Returns the k norms as float64 (``nan`` where the gradient is not finite, e.g. ``gap = 0``, or
+    where ``dtype`` (default float64) cannot tell ``low`` and ``low + gap`` apart).
+    """
+    import torch
+
+    gap_arr = np.asarray(gaps, dtype=np.float64)
+    if gap_arr.ndim != 1 or gap_arr.size == 0 or np.any(gap_arr < 0) or not np.all(np.isfinite(gap_arr)):
+        raise ValueError(f"gaps must be a non-empty sequence of finite numbers >= 0, got {list(gaps)}")
+    if not (0 < low and low + gap_arr.max() < high):
+        raise ValueError(f"need 0 < low and low + max(gaps) < high, got low={low}, high={high}, "
+                         f"max gap {gap_arr.max()}")
+    norms = []
+    for gap in gap_arr:
+        grad = _eigh_whitening_gradient([low, low + gap, high], dtype)
+        finite = bool(torch.isfinite(grad).all())
+        norms.append(float(torch.linalg.matrix_norm(grad.double())) if finite else float("nan"))
+    return np.array(norms)

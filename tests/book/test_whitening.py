@@ -7,6 +7,7 @@ from bncourse.scaling import least_squares_problem
 from bncourse.whitening import (
     batch_statistics_error,
     eigh_gradient_is_finite,
+    eigh_gradient_norm,
     whiten,
     whitening_descent,
     whitening_matrix,
@@ -110,3 +111,34 @@ def test_eigh_gradient_undefined_at_tied_eigenvalues():
     assert not eigh_gradient_is_finite([2.0, 2.0])
     with pytest.raises(ValueError):
         eigh_gradient_is_finite([1.0])
+
+
+def test_eigh_gradient_grows_like_one_over_the_eigenvalue_gap():
+    gaps = np.array([1.0, 1e-2, 1e-4, 1e-6, 1e-8])
+    norms = eigh_gradient_norm(gaps)
+    assert np.all(np.isfinite(norms)) and np.all(np.diff(norms) > 0)
+    # the 1/(lam_i - lam_j) term dominates for small gaps: gap * norm tends to a constant (here sqrt(2), from the
+    # two off-diagonal entries of the gradient); the rest of the gradient is O(1), i.e. a relative O(gap) change
+    scaled = norms[2:] * gaps[2:]
+    np.testing.assert_allclose(scaled, np.sqrt(2.0), rtol=1e-3)
+    assert norms[-1] > 1e8                              # a gap of 1e-8 gives a gradient norm above 1e8
+    assert np.isnan(eigh_gradient_norm([0.0])[0])       # equal eigenvalues: no gradient at all
+
+
+def test_eigh_gradient_norm_in_float32_cannot_resolve_tiny_gaps():
+    import torch
+
+    # float32 rounds 1 + 1e-8 to 1 (u = 2^-24 = 6e-8): the eigenvalues tie and the gradient is NaN
+    assert np.isnan(eigh_gradient_norm([1e-8], dtype=torch.float32)[0])
+    np.testing.assert_allclose(eigh_gradient_norm([1e-2], dtype=torch.float32), eigh_gradient_norm([1e-2]), rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [[], [-1e-3], [float("nan")], [[1e-2]]])
+def test_eigh_gradient_norm_refuses_bad_gaps(bad):
+    with pytest.raises(ValueError, match="gaps"):
+        eigh_gradient_norm(bad)
+
+
+def test_eigh_gradient_norm_refuses_gaps_that_reach_the_third_eigenvalue():
+    with pytest.raises(ValueError, match="high"):
+        eigh_gradient_norm([2.5], low=1.0, high=3.0)
