@@ -8,7 +8,11 @@ running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the pap
     d     = stop_gradient(clip((mu_B - mu) / sigma, -d_max, d_max))
     x_hat = (x - mu_B) / sigma_B * r + d
     y     = weight * x_hat + bias
-    then  mu <- mu + momentum * (mu_B - mu),  running_var <- running_var + momentum * (var_B' - running_var)
+    then  mu <- (1 - momentum) * mu + momentum * mu_B,
+          running_var <- (1 - momentum) * running_var + momentum * var_B'
+
+The statistics and the running update are BatchNorm's own (:mod:`bncourse.torch._moments`); the output
+has BatchNorm's memory format.
 
 Evaluation is BatchNorm's: ``y = (x - mu) / sigma * weight + bias``. With ``r_max = 1, d_max = 0``,
 ``r = 1`` and ``d = 0`` exactly, and training is BatchNorm's too.
@@ -31,6 +35,8 @@ from torch import Tensor
 
 from .. import _checks
 from .._modes import average_factor
+from ._layout import suggest_memory_format
+from ._moments import update_running
 from .functional import batch_norm, check_tensors
 from .modules import _BatchNorm
 from .norm_functional import _affine, _cast, _compute_dtype, standardize
@@ -106,17 +112,17 @@ def batch_renorm(
     if training:
         x_hat, mean_b, var_b = standardize(x, dims, eps)
         sigma = torch.sqrt(var + eps)
+        # var_b is float64 where float32 squares overflow: r and d are clipped before rounding to ct
         r = (torch.sqrt(var_b.detach() + eps) / sigma).clamp(1.0 / r_max, r_max)
         d = ((mean_b.detach() - mu) / sigma).clamp(-d_max, d_max)
-        x_hat = x_hat * r + d
+        x_hat = x_hat * r.to(ct) + d.to(ct)
         m = input.numel() // c
-        with torch.no_grad():
-            running_mean.copy_(torch.lerp(running_mean.to(ct), mean_b.reshape(c), momentum))
-            running_var.copy_(torch.lerp(running_var.to(ct), var_b.reshape(c) * (m / (m - 1)), momentum))
+        update_running(running_mean, mean_b, momentum)           # the shared update: inf stays inf
+        update_running(running_var, var_b * (m / (m - 1)), momentum)
     else:
         x_hat = standardize(x, dims, eps, mean=mu, var=var)[0]
     y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
-    return y.to(input.dtype)
+    return y.to(input.dtype).contiguous(memory_format=suggest_memory_format(input))   # BatchNorm's
 
 
 class _BatchRenorm(_BatchNorm):
