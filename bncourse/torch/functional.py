@@ -59,9 +59,7 @@ Differences from torch, deliberate (torch's result is wrong or meaningless there
   percent for data of that scale);
 * a ``channels_last`` input that is dense in that order only through its size-1 dimensions, e.g.
   ``(1, 4, 2, 1, 1)`` with strides ``(1, 1, 4, 8, 4)``, with a contiguous ``dy``: torch 2.13's CPU
-  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct;
-* a ``dx`` that depends on nothing requiring grad (evaluation without ``weight``) has no graph
-  under ``create_graph=True`` (torch builds one whose gradients are zero).
+  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct.
 """
 from __future__ import annotations
 
@@ -338,6 +336,10 @@ class _BatchNormFunction(torch.autograd.Function):
                 raise RuntimeError("SyncBatchNorm does not support double backward "
                                    "(create_graph=True through a synchronized forward)")
             dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
+            if need_x and not dx.requires_grad:
+                # nothing it depends on requires grad (evaluation without weight): torch's dx still
+                # carries a graph, through which a second grad reaches no input (None / zeros)
+                dx = dx.detach().requires_grad_()
         else:
             dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w, total)
         dw = _cast(dw, weight.dtype).view(weight.shape) if need_w else None

@@ -440,8 +440,8 @@ def _run_module_case(case: ModuleCase) -> None:
                 v = torch.from_numpy(rng.standard_normal(step.shape)).to(case.x_dtype)
                 gg_ref = (torch.autograd.grad((g_ref[0] * v).sum(), leaves, allow_unused=True)
                           if g_ref[0].requires_grad else [None] * len(leaves))
-                # dx that does not depend on anything requiring grad (eval without weight) has
-                # no graph in ours; torch builds one anyway, whose gradients are then zero
+                # a dx that depends on nothing requiring grad (eval without weight) still has a
+                # graph in both, whose gradients are None (zeros)
                 gg_ours = (torch.autograd.grad((g_ours[0] * v).sum(), our_leaves, allow_unused=True)
                            if g_ours[0].requires_grad else [None] * len(our_leaves))
                 for nm, a, e in zip(names, gg_ours, gg_ref):
