@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import operator
+
+import numpy as np
 from numbers import Integral
 from typing import Sequence
 
@@ -22,13 +24,25 @@ def as_normalized_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...
     if isinstance(normalized_shape, Integral):
         normalized_shape = (normalized_shape,)
     shape = tuple(normalized_shape)
+    # torch builds the parameters with torch.empty(shape), whose argument parser takes integers
+    # only: a float or str element (LayerNorm("12"), LayerNorm((3.5,))) is its TypeError, worded
+    # as it words it (the first element is checked apart, and there a bool is refused too)
     for pos, size in enumerate(shape):
-        # torch builds the parameters with torch.empty(shape), whose parser takes integers only
-        # (a bool, float or str element, e.g. of LayerNorm("12"), is a TypeError there)
-        if isinstance(size, bool) or not _is_index(size):
+        if pos == 0 and (isinstance(size, (bool, np.bool_)) or not _is_index(size)):
             raise TypeError("empty(): argument 'size' (position 1) must be tuple of ints, but found "
-                            f"element of type {type(size).__name__} at pos {pos}")
+                            f"element of type {type(size).__name__} at pos 0")
+        if pos > 0 and not (isinstance(size, bool) or _is_index(size)):
+            raise TypeError(f"empty(): argument 'size' failed to unpack the object at pos {pos + 1} "
+                            f"with error \"type must be tuple of ints,but got {_type_name(size)}\"")
     return tuple(operator.index(s) for s in shape)
+
+
+def _type_name(value: object) -> str:
+    """CPython's ``tp_name``, as torch's parser prints it: ``str``, ``numpy.float64``."""
+    t = type(value)
+    if t.__module__ == "builtins" or t.__flags__ & (1 << 9):   # Py_TPFLAGS_HEAPTYPE: a Python class
+        return t.__name__
+    return f"{t.__module__}.{t.__qualname__}"
 
 
 def _is_index(value: object) -> bool:
