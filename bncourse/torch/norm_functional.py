@@ -74,14 +74,23 @@ def standardize(
     if mean is None or var is None:
         dims = tuple(dims)
         stats = shifted_moments(x, lambda t: t.mean(dim=dims, keepdim=True), center=center)
-        invstd = torch.rsqrt(stats.var + eps)
-        if invstd.dtype != x.dtype:                    # the float64 variance of overflowing squares
+        var = stats.var
+        if 0.0 < eps < _FLOAT64_EPS.get(var.dtype, 0.0):
+            # eps would round away, or invstd**3 (in the gradient) overflow: invstd in float64
+            var = var.to(torch.float64)
+        invstd = torch.rsqrt(var + eps)
+        if invstd.dtype != x.dtype:                    # float64: overflowing squares or a tiny eps
             invstd = invstd.to(x.dtype)
         # (x - m0) - (mean - m0): the offset m0 leaves exactly, before the small mean is taken off
         x_hat = (stats.centered - stats.m if center else stats.centered) * invstd
         return x_hat, stats.mean(), stats.var
     xc = x - mean if center else x
     return xc * torch.rsqrt(var + eps), mean, var
+
+
+# eps below which float32 statistics take their invstd in float64: there ``1 / sqrt(eps)**3``, which
+# the gradient of a constant group multiplies, overflows float32 (and below 1.2e-38 eps rounds away)
+_FLOAT64_EPS = {torch.float32: 1e-25}
 
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -263,7 +272,7 @@ def instance_norm(
                                "dimensions of tensor")
     if input.numel() == 0:
         # torch's early return: an empty output through which weight and bias get zero gradients
-        out = input.clone()
+        out = input.clone(memory_format=torch.contiguous_format)
         if weight is not None:
             out = out * weight.sum()
         if bias is not None:

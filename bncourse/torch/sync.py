@@ -190,6 +190,9 @@ class SyncBatchNorm(_BatchNorm):
     def forward(self, input: Tensor) -> Tensor:
         """``input`` ``(N, C, *spatial)`` on this rank -> output of the same shape."""
         self._check_input_dim(input)
+        if self.training and self.track_running_stats and self.num_batches_tracked is None:
+            # torch's check (track_running_stats switched on after construction without buffers)
+            raise AssertionError("num_batches_tracked must not be None")
         running_mean, running_var, weight, bias, use_batch_stats, factor, eps = self._batch_norm_args()
         group = sync_group(self.process_group) if self.training else None
         if group is None:
