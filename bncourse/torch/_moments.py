@@ -70,12 +70,14 @@ def shifted_moments(x: Tensor, mean_of: Callable[[Tensor], Tensor], *,
     ``t``'s dtype and in a shape that broadcasts against ``x``. ``center=False`` gives RMSNorm's mean
     square (``pilot`` and ``m`` are ``None``).
     """
+    graph = torch.is_grad_enabled() and x.requires_grad   # else in place where it saves an op
     if center:
-        pilot = mean_of(x.detach() if x.requires_grad else x)   # m0, rounded to x's dtype
+        pilot = mean_of(x.detach() if graph else x)             # m0, rounded to x's dtype
         centered = x - pilot
         m = mean_of(centered)                                    # mean - m0: small
         squares = centered * centered
-        var = torch.addcmul(mean_of(squares), m, m, value=-1).clamp_min(0.0)
+        var = torch.addcmul(mean_of(squares), m, m, value=-1)
+        var = var.clamp_min(0.0) if graph else var.clamp_min_(0.0)
     else:
         pilot, m, centered = None, None, x
         squares = x * x
