@@ -84,7 +84,10 @@ def shifted_moments(x: Tensor, mean_of: Callable[[Tensor], Tensor], *,
         var = mean_of(squares)
     # var is inf or nan only when the data hold inf / nan or their float32 squares overflow; the
     # check reads one value back, which would stall an accelerator's queue: CPU only
-    special = not math.isfinite(var.detach().sum().item()) if x.device.type == "cpu" else None
+    if x.device.type == "cpu":
+        special = not math.isfinite((var.detach() if var.requires_grad else var).sum().item())
+    else:
+        special = None
     if special and x.dtype == torch.float32:
         c64 = centered.to(torch.float64)
         var = mean_of(c64 * c64)
@@ -104,7 +107,8 @@ def update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
     here ``inf`` stays ``inf`` and ``nan`` propagates, as in torch.
     """
     with torch.no_grad():
-        stat = batch_stat.detach().reshape(buffer.shape)   # the buffer may be any strided view
+        stat = batch_stat.detach() if batch_stat.requires_grad else batch_stat
+        stat = stat.view(buffer.shape) if stat.is_contiguous() else stat.reshape(buffer.shape)
         if buffer.dtype == stat.dtype:
             buffer.mul_(1.0 - momentum).add_(stat, alpha=momentum)
         else:
