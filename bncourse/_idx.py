@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IDX_DTYPES", "gunzip", "parse_idx", "read_idx", "write_idx"]
+__all__ = ["IDX_DTYPES", "MAX_IDX_BYTES", "gunzip", "parse_idx", "read_idx", "write_idx"]
 
 # IDX type codes -> big-endian NumPy dtypes (the format's spec, LeCun's MNIST page).
 IDX_DTYPES = {
@@ -30,21 +30,81 @@ IDX_DTYPES = {
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+#: The largest IDX payload read (bytes): MNIST's largest file is 47 MB. A header that declares more is an
+#: error rather than an attempt to allocate it.
+MAX_IDX_BYTES = 1 << 30
+
+_CHUNK = 1 << 20     # decompressed bytes per step of the streaming gunzip
+
+
+def _may_be_idx(head: bytes | bytearray) -> bool:
+    """Whether the first 4 bytes are an IDX header's (magic, a known type code, at least one dimension)."""
+    return head[0] == 0 and head[1] == 0 and head[2] in IDX_DTYPES and head[3] != 0
+
+
+def _declared_size(head: bytes) -> int | None:
+    """The total size (header + payload) an IDX header declares, or ``None`` when ``head`` is too short
+    to tell or is not an IDX header (then :func:`parse_idx` reports what is wrong with it)."""
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES or head[3] == 0:
+        return None
+    header_len = 4 + 4 * head[3]
+    if len(head) < header_len:
+        return None
+    dims = np.frombuffer(head, dtype=">u4", count=head[3], offset=4)
+    return header_len + math.prod(int(d) for d in dims) * IDX_DTYPES[head[2]].itemsize
+
+
 def gunzip(raw: bytes, name: str | os.PathLike) -> bytes:
     """Decompress gzip bytes; ``raw`` without the gzip magic bytes is returned unchanged.
 
+    The stream is decompressed a chunk at a time and never beyond the size its IDX header declares
+    (nor beyond :data:`MAX_IDX_BYTES`), so a small file that expands to gigabytes (a gzip bomb) is an
+    error, not a ``MemoryError``. A stream that is not IDX data stops at its first bytes (enough for
+    :func:`parse_idx` to say what is wrong with them).
+
     Raises:
         ``ValueError`` naming ``name`` for a corrupt or truncated gzip stream (``zlib.error``, ``EOFError``
-        and ``gzip.BadGzipFile`` never escape).
+        and ``gzip.BadGzipFile`` never escape), and for one that expands beyond its declared size.
     """
     if raw[:2] != GZIP_MAGIC:
         return raw
+    out = bytearray()
+    limit: int | None = None
+    rest = raw
     try:
-        return gzip.decompress(raw)
+        while True:                                          # one gzip member after another
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            chunk = rest
+            while not inflater.eof:
+                cap = _CHUNK if limit is None else min(_CHUNK, max(limit + 1 - len(out), 1))
+                piece = inflater.decompress(chunk, cap)
+                out += piece
+                chunk = inflater.unconsumed_tail
+                if limit is None and len(out) >= 4:
+                    if not _may_be_idx(out):
+                        return bytes(out)                    # parse_idx reports what it is not
+                    limit = _declared_size(bytes(out))
+                    if limit is not None and limit > MAX_IDX_BYTES:
+                        raise ValueError(f"{name}: IDX header declares {limit} bytes, more than the "
+                                         f"{MAX_IDX_BYTES} bytes bncourse reads")
+                if limit is not None and len(out) > limit:
+                    raise ValueError(f"{name}: gzip data expands beyond the {limit} bytes its IDX header "
+                                     "declares (a corrupt file or a gzip bomb)")
+                if not chunk and len(piece) < cap:           # all input used, no output pending
+                    break
+            if not inflater.eof:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            rest = inflater.unused_data.lstrip(b"\0")       # gzip allows zero padding after a member
+            if not rest:
+                return bytes(out)
+            if rest[:2] != GZIP_MAGIC:
+                raise OSError("Not a gzipped file (trailing garbage)")
     except EOFError as err:  # the stream ends before its end-of-stream marker
         raise ValueError(f"{name}: truncated gzip data ({err})") from err
-    except (OSError, zlib.error) as err:  # BadGzipFile (bad header, CRC or length), or a corrupt deflate body
-        raise ValueError(f"{name}: corrupt gzip data ({err})") from err
+    except (OSError, zlib.error) as err:  # a bad header, CRC or length, or a corrupt deflate body
+        what = {"incorrect data check": "CRC check failed: ",
+                "incorrect length check": "length check failed: "}.get(str(err).rpartition(": ")[2], "")
+        raise ValueError(f"{name}: corrupt gzip data ({what}{err})") from err
 
 
 def parse_idx(data: bytes, name: str | os.PathLike) -> np.ndarray:

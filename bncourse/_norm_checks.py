@@ -7,6 +7,9 @@ implementations fail the same way on the same bad input.
 from __future__ import annotations
 
 import math
+import operator
+
+import numpy as np
 from numbers import Integral
 from typing import Sequence
 
@@ -19,8 +22,36 @@ __all__ = ["as_normalized_shape", "int_list", "check_normalized_shape", "check_g
 def as_normalized_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     """LayerNorm's/RMSNorm's ``normalized_shape`` argument as a tuple: ``5 -> (5,)``."""
     if isinstance(normalized_shape, Integral):
-        return (int(normalized_shape),)
-    return tuple(int(s) for s in normalized_shape)
+        normalized_shape = (normalized_shape,)
+    shape = tuple(normalized_shape)
+    # torch builds the parameters with torch.empty(shape), whose argument parser takes integers
+    # only: a float or str element (LayerNorm("12"), LayerNorm((3.5,))) is its TypeError, worded
+    # as it words it (the first element is checked apart, and there a bool is refused too)
+    for pos, size in enumerate(shape):
+        if pos == 0 and (isinstance(size, (bool, np.bool_)) or not _is_index(size)):
+            raise TypeError("empty(): argument 'size' (position 1) must be tuple of ints, but found "
+                            f"element of type {type(size).__name__} at pos 0")
+        if pos > 0 and not (isinstance(size, bool) or _is_index(size)):
+            raise TypeError(f"empty(): argument 'size' failed to unpack the object at pos {pos + 1} "
+                            f"with error \"type must be tuple of ints,but got {_type_name(size)}\"")
+    return tuple(operator.index(s) for s in shape)
+
+
+def _type_name(value: object) -> str:
+    """CPython's ``tp_name``, as torch's parser prints it: ``str``, ``numpy.float64``."""
+    t = type(value)
+    if t.__module__ == "builtins" or t.__flags__ & (1 << 9):   # Py_TPFLAGS_HEAPTYPE: a Python class
+        return t.__name__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_index(value: object) -> bool:
+    """An integer as torch's parser takes one (Python / NumPy integers, integer 0-d tensors)."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def int_list(shape: Sequence[int]) -> str:
@@ -67,12 +98,20 @@ def check_group_norm(
     weight_shape: tuple[int, ...] | None = None,
     bias_shape: tuple[int, ...] | None = None,
 ) -> None:
-    """GroupNorm's forward checks in ATen's order (``RuntimeError`` each): rank >= 2, channels
-    divisible by the groups, then weight and bias of ``C`` elements. torch 2.13's bias message
+    """GroupNorm's forward checks in torch's order: rank >= 2 (``RuntimeError``), one value per group
+    (``ValueError``: torch checks it in training and evaluation alike), then ATen's (``RuntimeError``
+    each): a positive number of groups, channels divisible by the groups, then weight and bias of ``C`` elements. torch 2.13's bias message
     prints the *weight's* shape (``[0]`` without weight); kept verbatim."""
     if len(input_shape) < 2:
         raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {len(input_shape)}")
     c = input_shape[1]
+    # F.group_norm's _verify_batch_size on [N * C // G, G, *spatial] (Python's //: G = 0 is a
+    # ZeroDivisionError), then ATen's checks
+    size = [input_shape[0] * c // num_groups, num_groups, *input_shape[2:]]
+    if size[0] * math.prod(size[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
+    if num_groups <= 0:
+        raise RuntimeError(f"Expected num groups to be greater than 0, got {num_groups}")
     if c % num_groups != 0:
         raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but "
                            f"got input of shape {int_list(input_shape)} and num_groups={num_groups}")

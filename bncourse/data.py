@@ -184,6 +184,11 @@ def _find_idx_file(folder: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{folder}: no IDX file named {stem}[.gz] (need {', '.join(s + '[.gz]' for s in IDX_FILES)})")
 
 
+#: The most classes an IDX folder may have: its labels must be below this (the class names are made
+#: from ``0 .. max(label)``, so an absurd label would otherwise allocate billions of them).
+MAX_CLASSES = 1 << 16
+
+
 def _check_arrays(
     arrays: list[np.ndarray], names: list[str], where: str, n_classes: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -191,7 +196,7 @@ def _check_arrays(
 
     Images: 3-D ``(n, H, W)``, the same ``H, W`` in both splits; uint8, or another integer type with values in
     [0, 255] (8-bit intensities), or floating point with finite values in [0, 1]. Labels: 1-D, integers,
-    one per image, in ``[0, n_classes)`` (non-negative when ``n_classes`` is None).
+    one per image, in ``[0, n_classes)`` (in ``[0, MAX_CLASSES)`` when ``n_classes`` is None).
     """
     xtr, ytr, xte, yte = arrays
     for x, y, xn, yn, split in ((xtr, ytr, names[0], names[1], "train"), (xte, yte, names[2], names[3], "test")):
@@ -207,6 +212,10 @@ def _check_arrays(
                 bad = int(np.flatnonzero((y < 0) | (y >= (n_classes if n_classes is not None else np.inf)))[0])
                 allowed = f"[0, {n_classes})" if n_classes is not None else "non-negative"
                 raise ValueError(f"{yn}: label {int(y[bad])} at index {bad} is outside the class range {allowed}")
+            if n_classes is None and hi >= MAX_CLASSES:   # one class name per label value follows
+                bad = int(np.flatnonzero(y >= MAX_CLASSES)[0])
+                raise ValueError(f"{yn}: label {int(y[bad])} at index {bad} is beyond the {MAX_CLASSES} "
+                                 "classes an IDX folder may have (labels are 0, 1, ..., n_classes - 1)")
         if x.size and x.dtype != np.uint8:
             if np.issubdtype(x.dtype, np.integer):
                 lo_ok, hi_ok, what = 0, 255, "8-bit pixel values [0, 255]"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +303,54 @@ def test_float_images_in_range_are_kept(tmp_path):
     d = load_images("idx", path=tmp_path, n_val=5)
     np.testing.assert_array_equal(d.x_test, images.reshape(10, -1))
     bd.clear_cache()
+
+
+# ------------------------------------------------------------------------ gzip bombs and absurd labels
+
+def _bomb(shape: tuple[int, ...], extra_mib: int) -> bytes:
+    """A gzip file whose IDX header declares ``shape`` (uint8) but that expands ``extra_mib`` MiB
+    further: gzip members of 1 MiB of zeros (about 1 KiB each) after the real one."""
+    zeros = gzip.compress(bytes(1 << 20), mtime=0)
+    return gzip.compress(_idx_bytes(0x08, shape, bytes(math.prod(shape))), mtime=0) + zeros * extra_mib
+
+
+def test_gzip_bomb_stops_at_the_declared_size(tmp_path):
+    """3 MiB of gzip expanding to 3 GiB, with a header that declares 100 bytes: a ValueError naming the
+    file, raised after reading about the declared size (no MemoryError, no gigabytes allocated)."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(_bomb((10, 10), 3 << 10))
+    assert path.stat().st_size < 4 << 20
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="expands beyond the 112 bytes its IDX header declares") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert time.perf_counter() - started < 5.0
+
+
+def test_gzip_header_declaring_too_much_is_refused(tmp_path):
+    path = tmp_path / "huge.gz"
+    path.write_bytes(gzip.compress(_idx_bytes(0x08, (1 << 20, 1 << 12), b"")))
+    with pytest.raises(ValueError, match=r"huge.gz: IDX header declares \d+ bytes, more than") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_multi_member_gzip_still_reads(tmp_path):
+    payload = _idx_bytes(0x08, (6,), bytes(range(6)))
+    path = tmp_path / "two.gz"
+    path.write_bytes(gzip.compress(payload[:7]) + gzip.compress(payload[7:]))
+    np.testing.assert_array_equal(read_idx(path), np.arange(6))
+
+
+def test_absurd_label_is_a_clear_error(tmp_path):
+    """The label 2**31 - 1 would make 2**31 class names: an error naming the file, at once."""
+    _fake_mnist_folder(tmp_path, n_test=10)
+    labels = np.zeros(10, dtype=np.int32)
+    labels[4] = 2**31 - 1
+    write_idx(tmp_path / (IDX_FILES[3] + ".gz"), labels)
+    bd.clear_cache()
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"label 2147483647 at index 4 is beyond the 65536 classes") as info:
+        load_images("idx", path=tmp_path, n_val=5)
+    assert IDX_FILES[3] in str(info.value)
+    assert time.perf_counter() - started < 5.0

@@ -105,6 +105,7 @@ def test_download_once_then_cache(env, mirror, monkeypatch):
     ("corrupt body", "corrupt gzip data"),
     ("other payload", "decompressed SHA-256"),
     ("not gzip", "decompressed SHA-256"),
+    ("gzip bomb", "expands beyond the 308 bytes its IDX header declares"),
     ("http 404", "HTTP Error 404"),
     ("not http", "bad HTTP response"),
 ])
@@ -119,6 +120,8 @@ def test_bad_first_mirror_is_rejected_and_the_next_one_used(env, mirror, monkeyp
         "corrupt body": (200, bytes(corrupt), None),
         "other payload": (200, gzip.compress(PAYLOADS[name][:-1] + b"\x07"), None),
         "not gzip": (200, b"<html>captive portal</html>", None),
+        # 3 MiB that expand to 3 GiB: stopped at the size the header declares
+        "gzip bomb": (200, good + gzip.compress(bytes(1 << 20), mtime=0) * 3072, None),
         "http 404": (404, b"", None),
         "not http": (0, b"SSH-2.0-OpenSSH\r\n", None),
     }

@@ -46,20 +46,48 @@ class Case:
             raise TypeError(f"Case.label must be a str, got {type(self.label).__name__}")
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` (an argument before/after a call) hold identical values."""
+def _same(a: Any, b: Any, depth: int = 0) -> bool:
+    """Whether ``a`` and ``b`` (an argument before/after a call; ``a`` a deep copy of ``b``'s old value)
+    hold identical values.
+
+    Objects compared by identity (``object.__eq__``) are compared by their attributes, so that a deep copy
+    of an untouched object counts as unchanged: plain objects, ``torch.nn.Module`` (parameters, buffers and
+    ``training``). A random generator (``np.random.Generator`` / ``RandomState``) is never reported: drawing
+    from a generator that was passed in is using it, not modifying an input. Anything that cannot be
+    compared counts as unchanged (do not accuse the learner).
+    """
+    if depth > 20:
+        return True
+    if isinstance(a, (np.random.Generator, np.random.RandomState, np.random.BitGenerator)):
+        return True
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
     if is_tensor(a):
         return is_tensor(b) and a.shape == b.shape and bool((a == b).logical_or((a != a) & (b != b)).all())
+    if _is_module(a):
+        return (_is_module(b) and a.training == b.training
+                and _same(dict(a.state_dict()), dict(b.state_dict()), depth + 1)
+                and all(x.training == y.training for x, y in zip(a.modules(), b.modules())))
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b))
     if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k], depth + 1) for k in a)
+    if type(a).__eq__ is object.__eq__:                 # identity: compare what the objects hold
+        if type(a) is not type(b):
+            return False
+        try:
+            return _same(dict(vars(a)), dict(vars(b)), depth + 1)
+        except TypeError:                               # no __dict__ (slots, a C type): cannot tell
+            return True
     try:
         return bool(a == b) or (a != a and b != b)
     except Exception:
         return True  # an object we cannot compare: do not accuse the learner
+
+
+def _is_module(x: object) -> bool:
+    """Whether ``x`` is a ``torch.nn.Module`` (recognised without importing torch)."""
+    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in type(x).__mro__)
 
 
 class CodeExercise(Question):
@@ -212,27 +240,44 @@ class CodeExercise(Question):
         name = markup.code(self.function_name)
         if out.timed_out:
             return _timeout_message(name, out, self.timeout), None, out
+        # Everything below may run learner code too: the __str__ of an exception it raised, the
+        # __array__ / __eq__ / __iter__ of what it returned (a generator...), also from the exercise's
+        # diagnose. It runs under the same time limit, in a thread that is abandoned when it overruns.
+        examined = call_with_timeout(self._examine, (out, case, expected, args, kwargs, before), {},
+                                     self.timeout)
+        snapshot.restore()
+        if examined.timed_out:
+            return _examine_timeout_message(name, examined, self.timeout), None, out
+        if examined.error is not None:
+            raise examined.error                          # reported by check() as an unexaminable result
+        problem, extra = examined.value
+        return problem, extra, out
+
+    def _examine(self, out: Outcome, case: Case, expected: Any, args: tuple, kwargs: dict,
+                 before: tuple) -> tuple[str | None, str | None]:
+        """(problem, diagnosis) of a call that ended in time; problem is None when the case passes."""
+        name = markup.code(self.function_name)
         if out.error is not None:
             line = f" (at {markup.code(cap(out.error_line, 200))})" if out.error_line else ""
-            return f"{name} raised {markup.literal(exception_text(out.error))}{line}.", None, out
+            return f"{name} raised {markup.literal(exception_text(out.error))}{line}.", None
         for pos, (b, a) in enumerate(zip(before[0], args)):
             if not _same(b, a):
                 return (f"{name} modified its input {markup.code(self._arg_name(pos))} in place. Leave the "
                         f"inputs unchanged: compute on a copy (x = x.copy()) or use out-of-place operations "
-                        f"(x = x - m, not x -= m).", None, out)
+                        f"(x = x - m, not x -= m)."), None
         for key in before[1]:
             if not _same(before[1][key], kwargs[key]):
-                return f"{name} modified its input {markup.code(key)} in place.", None, out
+                return f"{name} modified its input {markup.code(key)} in place.", None
         problem = compare(expected, out.value, rtol=self.rtol, atol=self.atol, check_dtype=self.check_dtype)
         if problem is None:
-            return None, None, out
+            return None, None
         extra = None
         if self.diagnose is not None:
             try:
                 extra = self.diagnose(expected, out.value, case)
             except Exception:
                 extra = None
-        return problem, _diagnosis(extra), out
+        return problem, _diagnosis(extra)
 
     def _with_hint(self, msg: str, extra: str | None = None) -> str:
         parts = [msg]
@@ -254,6 +299,17 @@ def _timeout_message(name: str, out: Outcome, limit: float) -> str:
     if not out.stopped:
         msg += (" It is still running in the background: a long call into compiled code cannot be interrupted "
                 "until it returns. If the notebook becomes slow, restart the kernel.")
+    return msg
+
+
+def _examine_timeout_message(name: str, examined: Outcome, limit: float) -> str:
+    """Why examining a call's result (or its exception) failed the time limit."""
+    msg = (f"{name} returned in time, but examining what it returned (or raised) did not finish within "
+           f"{limit:g} s: its own methods ({markup.code('__array__')}, {markup.code('__eq__')}, "
+           f"{markup.code('__str__')}, a generator's body...) run code that loops or is very slow. Return a "
+           f"plain result (an array, a number, a tuple of them).")
+    if not examined.stopped:
+        msg += " It is still running in the background; if the notebook becomes slow, restart the kernel."
     return msg
 
 

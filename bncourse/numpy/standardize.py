@@ -89,12 +89,40 @@ def standardize_forward(
     axes = tuple(a % x.ndim for a in axes)
     batch_stats = mean is None or var is None
     if batch_stats:
-        mean = x.mean(axis=axes, keepdims=True) if center else 0.0
-        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)      # biased
-    xc = x - mean if center else x
-    invstd = 1.0 / np.sqrt(var + eps)
-    x_hat = xc * invstd
+        xc, mean, var = _shifted_moments(x, axes, center)
+    else:
+        xc = x - mean if center else x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        invstd = (1.0 / np.sqrt(var + eps)).astype(xc.dtype, copy=False)
+        x_hat = xc * invstd
     return x_hat, StandardizeCache(x_hat, invstd, mean, var, axes, center, batch_stats)
+
+
+def _shifted_moments(x: np.ndarray, axes: tuple[int, ...],
+                     center: bool) -> tuple[np.ndarray, np.ndarray | float, np.ndarray]:
+    """``(x - mean, mean, biased var)`` by the shifted two-pass of :mod:`bncourse.torch._moments`.
+
+    A pilot mean ``m0``, ``centered = x - m0``, ``m = mean(centered)``: ``x - mean`` is taken as
+    ``centered - m``, which keeps float32 data with a large offset and a small spread accurate. A
+    variance that is not finite in float32 (inf / nan data, or squares that overflow: ``|x - mean|
+    > 1.8e19``) is recomputed in float64. ``mean`` is ``m0 + m``, infinite where ``m0`` is (as
+    torch's running mean); ``center=False`` gives RMSNorm's mean square and ``mean = 0``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if center:
+            pilot = x.mean(axis=axes, keepdims=True)
+            centered = x - pilot
+            m = centered.mean(axis=axes, keepdims=True)
+            var = np.maximum((centered * centered).mean(axis=axes, keepdims=True) - m * m, 0.0)
+            xc = centered - m
+            mean = pilot + np.nan_to_num(m, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        else:
+            xc, mean = x, 0.0
+            var = (x * x).mean(axis=axes, keepdims=True)
+        if x.dtype == np.float32 and not np.all(np.isfinite(var)):
+            c64 = xc.astype(np.float64)
+            var = (c64 * c64).mean(axis=axes, keepdims=True)
+    return xc, mean, var
 
 
 def standardize_backward(dx_hat: np.ndarray, cache: StandardizeCache) -> np.ndarray:
@@ -358,8 +386,8 @@ class InstanceNorm(_PerChannel):
         return self.running_mean.reshape(shape), self.running_var.reshape(shape)
 
     def _after_forward(self, cache: StandardizeCache, xv: np.ndarray) -> None:
-        if not (self.training and self.track_running_stats):
-            return
+        if not (self.training and self.track_running_stats) or xv.size == 0:
+            return                    # a zero-size input is torch's early return: no update
         s = math.prod(xv.shape[2:])
         factor = 0.0 if self.momentum is None else self.momentum
         inst_mean = cache.mean.reshape(xv.shape[:2])              # (N, C) per-instance statistics

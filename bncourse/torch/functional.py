@@ -59,9 +59,7 @@ Differences from torch, deliberate (torch's result is wrong or meaningless there
   percent for data of that scale);
 * a ``channels_last`` input that is dense in that order only through its size-1 dimensions, e.g.
   ``(1, 4, 2, 1, 1)`` with strides ``(1, 1, 4, 8, 4)``, with a contiguous ``dy``: torch 2.13's CPU
-  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct;
-* a ``dx`` that depends on nothing requiring grad (evaluation without ``weight``) has no graph
-  under ``create_graph=True`` (torch builds one whose gradients are zero).
+  backward reads ``dy`` in the wrong order (its ``dx`` is permuted); ours is correct.
 """
 from __future__ import annotations
 
@@ -74,6 +72,7 @@ from torch import Tensor
 
 from .. import _checks
 from ._layout import Layout, channel_sum, ones_for
+from ._moments import Moments, shifted_moments, update_running
 
 __all__ = ["batch_norm", "check_batch_norm_args"]
 
@@ -231,18 +230,8 @@ def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _update_running(buffer: Tensor, batch_stat: Tensor, momentum: float) -> None:
-    """``buffer = (1 - momentum) * buffer + momentum * batch_stat`` in place.
-
-    ``batch_stat`` has the statistics shape and the compute dtype; a float16/bfloat16 buffer is
-    updated in the compute dtype.
-    """
-    stat = batch_stat.view(buffer.shape)     # the buffer may be any strided (C,) view
-    # torch's formula literally, not lerp_: lerp computes b - (b - a) * (1 - w) for w >= 0.5,
-    # which turns an infinite batch mean into nan
-    if buffer.dtype == batch_stat.dtype:
-        buffer.mul_(1.0 - momentum).add_(stat, alpha=momentum)
-    else:
-        buffer.copy_(buffer.to(stat.dtype).mul_(1.0 - momentum).add_(stat, alpha=momentum))
+    """The shared running-statistics update (:func:`bncourse.torch._moments.update_running`)."""
+    update_running(buffer, batch_stat, momentum)
 
 
 def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
@@ -258,39 +247,22 @@ def _invstd(var: Tensor, eps: float, ct: torch.dtype, inplace: bool) -> Tensor:
                                                                         # be running_var itself
 
 
-def _variance_float64(centered: Tensor, m: Tensor, n: int, ones: Optional[Tensor]) -> Tensor:
-    """The biased variance in float64, for float32 data whose squares overflow float32
-    (``|x - mean| > 1.8e19``; torch's float32 kernel returns 0 there). Also reached, harmlessly,
-    when the data hold ``inf`` or ``nan`` (the result is then ``nan`` as before)."""
-    c64 = centered.to(torch.float64)
-    m64 = m.to(torch.float64)
-    ones64 = None if ones is None else ones.to(torch.float64)
-    return torch.addcmul(channel_sum(c64 * c64, ones64).div_(n), m64, m64, value=-1).clamp_min_(0.0)
-
-
 def batch_moments(xw: Tensor, ones: Optional[Tensor],
                   n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[bool]]:
-    """Training statistics of a working view by the corrected two-pass (see the module docstring).
+    """Training statistics of a working view: the shared :func:`~bncourse.torch._moments.shifted_moments`.
 
     ``xw`` ``(R, C)`` or ``(R, C, S)`` in the compute dtype, ``n`` its values per channel (> 0).
     Returns ``(pilot, centered, m, var, buffer, special)``: the pilot mean ``m0``, ``centered = xw - m0``, the
-    mean's offset ``m = mean - m0`` and the biased variance (statistics shape), and a scratch tensor of
-    ``xw``'s shape that :func:`normalize` may write the output into; last, ``special``: whether the data
-    hold inf / nan or float32 squares that overflow (then ``var`` is the float64 variance), ``None`` off the CPU.
+    mean's offset ``m = mean - m0`` and the biased variance (statistics shape; float64 where float32
+    squares overflow), and a scratch tensor of ``xw``'s shape that :func:`normalize` may write the output
+    into; last, ``special``: whether the data hold inf / nan or float32 squares that overflow, ``None``
+    off the CPU.
     """
-    pilot = channel_sum(xw, ones).div_(n)                        # m0, rounded to ct
-    centered = xw - pilot                                        # x - m0
-    m = channel_sum(centered, ones).div_(n)                      # mean - m0
-    buffer = torch.mul(centered, centered)
-    var = torch.addcmul(channel_sum(buffer, ones).div_(n), m, m, value=-1).clamp_min_(0.0)
-    # one check for every special case (two small ops): var is inf or nan only when the data hold
-    # inf / nan or their float32 squares overflow. It reads a value back to the host, which would
-    # stall an accelerator's queue: there (special = None) the float64 variance is not taken (see
-    # the module docstring)
-    special = not math.isfinite(var.sum().item()) if xw.device.type == "cpu" else None
-    if special and xw.dtype == torch.float32:
-        var = _variance_float64(centered, m, n, ones)
-    return pilot, centered, m, var, buffer, special
+    def mean_of(t: Tensor) -> Tensor:
+        return channel_sum(t, ones if ones is None or ones.dtype == t.dtype else ones.to(t.dtype)).div_(n)
+
+    s = shifted_moments(xw, mean_of)
+    return s.pilot, s.centered, s.m, s.var, s.squares, s.special
 
 
 def normalize(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], layout: Layout,
@@ -341,8 +313,7 @@ class _BatchNormFunction(torch.autograd.Function):
             # special: inf / nan in the data (None off the CPU: the cheap fix below always runs there)
             pilot, centered, m, var, out, special = batch_moments(xw, ones, n)
             if running_mean is not None:                         # var is the biased variance
-                # an infinite pilot mean leaves m = nan: the mean is then the pilot's inf
-                mean = pilot + (m if special is False else m.nan_to_num(0.0, math.inf, -math.inf))
+                mean = Moments(pilot, centered, m, var, out, special).mean()
                 _update_running(running_mean, mean, momentum)
                 # unbiased = var * n / (n - 1), as var + var / (n - 1): alpha costs no extra op
                 _update_running(running_var, torch.add(var, var, alpha=1.0 / (n - 1)), momentum)
@@ -365,6 +336,10 @@ class _BatchNormFunction(torch.autograd.Function):
                 raise RuntimeError("SyncBatchNorm does not support double backward "
                                    "(create_graph=True through a synchronized forward)")
             dx, dw, db = _backward_differentiable(ctx, dy, x, weight, m, invstd)
+            if need_x and not dx.requires_grad:
+                # nothing it depends on requires grad (evaluation without weight): torch's dx still
+                # carries a graph, through which a second grad reaches no input (None / zeros)
+                dx = dx.detach().requires_grad_()
         else:
             dx, dw, db = _backward_fast(ctx, dy, centered, m, invstd, scale, need_x, need_w, total)
         dw = _cast(dw, weight.dtype).view(weight.shape) if need_w else None
@@ -395,7 +370,9 @@ def _backward_fast(ctx, dy, centered, m, invstd, scale, need_x: bool, need_w: bo
             dot = torch.addcmul(channel_sum(tmp, ones), m, db, value=-1).mul_(invstd)
         if need_x:
             db_all, dot_all, n = (db, dot, n) if total is None else total(db, dot)
-        if need_x and ctx.eps < _OVERFLOW_EPS[ctx.ct]:
+        if need_x and n == 0:                                    # an empty global batch: empty dx
+            dxw = torch.zeros_like(centered)
+        elif need_x and ctx.eps < _OVERFLOW_EPS[ctx.ct]:
             # invstd**2 (in `a` below) may overflow: ATen's form, through xhat (one op more)
             xhat = (centered - m).mul_(invstd)
             dxw = torch.addcmul(db_all.div(n), xhat, dot_all.div(n)).neg_().add_(dyw).mul_(scale)

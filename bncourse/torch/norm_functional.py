@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .. import _checks
 from .._norm_checks import check_group_norm, check_normalized_shape, check_spatial_size
+from ._moments import shifted_moments, update_running
 
 __all__ = ["standardize", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
 
@@ -61,20 +62,35 @@ def standardize(
 
     Returns:
         ``(x_hat, mean, var)``: ``x_hat`` has ``x``'s shape; ``mean`` and ``var`` have ``x``'s
-        shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased).
+        shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased, in
+        float64 where float32 squares overflow).
+
+    The statistics are the shared shifted moments (:mod:`bncourse.torch._moments`): accurate for
+    float32 data with a large offset and a small spread, and a float64 variance (CPU) where float32
+    squares overflow.
     """
     if (mean is None) != (var is None):
         raise ValueError("standardize: give both mean and var, or neither")
     if mean is None or var is None:
         dims = tuple(dims)
-        mean = x.mean(dim=dims, keepdim=True) if center else None
-        xc = x - mean if center else x
-        var = (xc * xc).mean(dim=dims, keepdim=True)   # two passes: accurate for data with an offset
-        if mean is None:
-            mean = torch.zeros_like(var)
-    else:
-        xc = x - mean if center else x
+        stats = shifted_moments(x, lambda t: t.mean(dim=dims, keepdim=True), center=center)
+        var = stats.var
+        if 0.0 < eps < _FLOAT64_EPS.get(var.dtype, 0.0):
+            # eps would round away, or invstd**3 (in the gradient) overflow: invstd in float64
+            var = var.to(torch.float64)
+        invstd = torch.rsqrt(var + eps)
+        if invstd.dtype != x.dtype:                    # float64: overflowing squares or a tiny eps
+            invstd = invstd.to(x.dtype)
+        # (x - m0) - (mean - m0): the offset m0 leaves exactly, before the small mean is taken off
+        x_hat = (stats.centered - stats.m if center else stats.centered) * invstd
+        return x_hat, stats.mean(), stats.var
+    xc = x - mean if center else x
     return xc * torch.rsqrt(var + eps), mean, var
+
+
+# eps below which float32 statistics take their invstd in float64: there ``1 / sqrt(eps)**3``, which
+# the gradient of a constant group multiplies, overflows float32 (and below 1.2e-38 eps rounds away)
+_FLOAT64_EPS = {torch.float32: 1e-25}
 
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -97,6 +113,13 @@ def _check_tensor(fn: str, name: str, pos: int, value: object, optional: bool = 
     if not isinstance(value, Tensor) and not (optional and value is None):
         raise TypeError(f"{fn}(): argument '{name}' (position {pos}) must be Tensor, "
                         f"not {type(value).__name__}")
+
+
+def _check_float(fn: str, name: str, pos: int, value: object, optional: bool = False) -> None:
+    """The argument parser's ``TypeError`` for a ``float`` argument (``float?`` when ``optional``)."""
+    from .functional import _is_parser_float, _type_name
+    if not _is_parser_float(value) and not (optional and value is None):
+        raise TypeError(f"{fn}(): argument '{name}' (position {pos}) must be float, not {_type_name(value)}")
 
 
 def _check_kernel_dtypes(kernel: str, input: Tensor, *params: Tensor | None) -> None:
@@ -140,6 +163,7 @@ def layer_norm(
     shape = _normalized_shape("layer_norm", normalized_shape)
     _check_tensor("layer_norm", "weight", 3, weight)
     _check_tensor("layer_norm", "bias", 4, bias)
+    _check_float("layer_norm", "eps", 5, eps)
     check_normalized_shape(shape, tuple(input.shape), _shape(weight), _shape(bias))
     _check_kernel_dtypes("LayerNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
@@ -163,6 +187,7 @@ def rms_norm(
     _check_tensor("rms_norm", "input", 1, input, optional=False)
     shape = _normalized_shape("rms_norm", normalized_shape)
     _check_tensor("rms_norm", "weight", 3, weight)
+    _check_float("rms_norm", "eps", 4, eps, optional=True)
     check_normalized_shape(shape, tuple(input.shape), _shape(weight), rms=True)
     if _dtype_name(input) not in _checks.FLOAT_DTYPES:
         raise NotImplementedError(
@@ -191,15 +216,19 @@ def group_norm(
     _check_tensor("group_norm", "input", 1, input, optional=False)
     _check_tensor("group_norm", "weight", 3, weight)
     _check_tensor("group_norm", "bias", 4, bias)
+    _check_float("group_norm", "eps", 5, eps)
     check_group_norm(tuple(input.shape), num_groups, _shape(weight), _shape(bias))
     n, c = input.shape[:2]
     _check_kernel_dtypes("GroupNormKernelImpl", input, weight, bias)
     ct = _compute_dtype(input.dtype)
+    fmt = _memory_format(input)
+    if fmt != torch.contiguous_format and input.requires_grad:
+        input = _GradIn.apply(input, fmt)                        # dx in the input's format, as torch's
     grouped = input.to(ct).reshape(n, num_groups, math.prod(input.shape[1:]) // num_groups)  # (N, G, C/G*S)
     x_hat = standardize(grouped, (2,), eps)[0].reshape(input.shape)
     per_channel = (c,) + (1,) * (input.dim() - 2)               # (C, 1, ..., 1) broadcasts
     y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel)).to(input.dtype)
-    return y.contiguous(memory_format=_memory_format(input))    # torch keeps channels_last here
+    return y.contiguous(memory_format=fmt)                      # torch keeps channels_last here
 
 
 def instance_norm(
@@ -223,13 +252,32 @@ def instance_norm(
     _check_tensor("instance_norm", "input", 1, input, optional=False)
     if use_input_stats:
         check_spatial_size(tuple(input.shape))
+    for name, pos, value in (("weight", 2, weight), ("bias", 3, bias), ("running_mean", 4, running_mean),
+                             ("running_var", 5, running_var)):
+        _check_tensor("instance_norm", name, pos, value)
+    if not isinstance(use_input_stats, bool):
+        from .functional import _type_name
+        raise TypeError("instance_norm(): argument 'use_input_stats' (position 6) must be bool, "
+                        f"not {_type_name(use_input_stats)}")
+    _check_float("instance_norm", "momentum", 7, momentum)
+    _check_float("instance_norm", "eps", 8, eps)
     if not use_input_stats and (running_mean is None or running_var is None):
         raise RuntimeError("Expected running_mean and running_var to be defined when "
                            "use_input_stats is false")
-    if input.numel() == 0:
-        return input.clone()
     # torch runs batch_norm on the (1, N * C, *spatial) view with every per-channel tensor repeated
-    # N times: its checks (and messages) count N * C channels.
+    # N times (Tensor.repeat: at most 1-D), so its checks and messages count N * C channels
+    for t in (weight, bias, running_mean, running_var):
+        if t is not None and t.dim() > 1:
+            raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
+                               "dimensions of tensor")
+    if input.numel() == 0:
+        # torch's early return: an empty output through which weight and bias get zero gradients
+        out = input.clone(memory_format=torch.contiguous_format)
+        if weight is not None:
+            out = out * weight.sum()
+        if bias is not None:
+            out = out + bias.sum()
+        return out
     n, c = input.shape[:2]
     numel = lambda t: None if t is None else t.numel() * n  # noqa: E731
     _checks.check_batch_norm_params(n * c, use_input_stats, numel(running_mean), numel(running_var),
@@ -240,6 +288,7 @@ def instance_norm(
     if use_input_stats:
         _checks.check_stats_pairing(running_mean is not None, running_var is not None)
     _checks.check_dtypes(_dtype_name(input), [_dtype_name(weight), _dtype_name(bias)])
+    momentum, eps = float(momentum), float(eps)
     ct = _compute_dtype(input.dtype)
     x = input.to(ct)
     dims = tuple(range(2, input.dim()))
@@ -248,14 +297,28 @@ def instance_norm(
         x_hat, mean, var = standardize(x, dims, eps)
         if running_mean is not None and running_var is not None:
             spatial = math.prod(input.shape[2:])
-            with torch.no_grad():
-                _lerp(running_mean, mean.mean(0).reshape(c), momentum)
-                _lerp(running_var, var.mean(0).reshape(c) * (spatial / (spatial - 1)), momentum)
+            update_running(running_mean, mean.detach().mean(0).reshape(c), momentum)
+            update_running(running_var, var.detach().mean(0).reshape(c) * (spatial / (spatial - 1)),
+                           momentum)
     else:
         x_hat = standardize(x, dims, eps, mean=_cast(running_mean, ct, per_channel),
                             var=_cast(running_var, ct, per_channel))[0]
     y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
     return y.to(input.dtype).contiguous()                      # as torch's, whatever the input's layout
+
+
+class _GradIn(torch.autograd.Function):
+    """Identity whose backward returns the gradient in a given memory format (torch's GroupNorm
+    gives ``dx`` the input's channels_last format)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, fmt: torch.memory_format) -> Tensor:
+        ctx.fmt = fmt
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        return dy.contiguous(memory_format=ctx.fmt), None
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:
@@ -264,11 +327,6 @@ def _memory_format(x: Tensor) -> torch.memory_format:
         if x.dim() == ndim and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
             return fmt
     return torch.contiguous_format
-
-
-def _lerp(buffer: Tensor, stat: Tensor, momentum: float) -> None:
-    """``buffer = (1 - momentum) * buffer + momentum * stat`` in place (in the statistic's dtype)."""
-    buffer.copy_((1.0 - momentum) * buffer.to(stat.dtype) + momentum * stat.detach())
 
 
 def _cast(t: Tensor | None, dtype: torch.dtype, shape: Sequence[int] | None = None) -> Tensor | None:

@@ -8,7 +8,11 @@ running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the pap
     d     = stop_gradient(clip((mu_B - mu) / sigma, -d_max, d_max))
     x_hat = (x - mu_B) / sigma_B * r + d
     y     = weight * x_hat + bias
-    then  mu <- mu + momentum * (mu_B - mu),  running_var <- running_var + momentum * (var_B' - running_var)
+    then  mu <- (1 - momentum) * mu + momentum * mu_B,
+          running_var <- (1 - momentum) * running_var + momentum * var_B'
+
+The statistics and the running update are BatchNorm's own (:mod:`bncourse.torch._moments`); the output
+has BatchNorm's memory format.
 
 Evaluation is BatchNorm's: ``y = (x - mu) / sigma * weight + bias``. With ``r_max = 1, d_max = 0``,
 ``r = 1`` and ``d = 0`` exactly, and training is BatchNorm's too.
@@ -31,6 +35,8 @@ from torch import Tensor
 
 from .. import _checks
 from .._modes import average_factor
+from ._layout import Layout, suggest_memory_format
+from ._moments import update_running
 from .functional import batch_norm, check_tensors
 from .modules import _BatchNorm
 from .norm_functional import _affine, _cast, _compute_dtype, standardize
@@ -98,6 +104,10 @@ def batch_renorm(
     check_tensors(input, running_mean, running_var, weight, bias, training)
     c = input.shape[1]
     ct = _compute_dtype(input.dtype)
+    seen: dict[str, Tensor] | None = None
+    if input.requires_grad:
+        seen = {}
+        input = _DxFormat.apply(input, seen)          # dx in BatchNorm's memory format
     x = input.to(ct)
     dims = (0,) + tuple(range(2, input.dim()))
     per_channel = (1, c) + (1,) * (input.dim() - 2)                   # broadcasts against x
@@ -106,17 +116,52 @@ def batch_renorm(
     if training:
         x_hat, mean_b, var_b = standardize(x, dims, eps)
         sigma = torch.sqrt(var + eps)
+        # var_b is float64 where float32 squares overflow: r and d are clipped before rounding to ct
         r = (torch.sqrt(var_b.detach() + eps) / sigma).clamp(1.0 / r_max, r_max)
         d = ((mean_b.detach() - mu) / sigma).clamp(-d_max, d_max)
-        x_hat = x_hat * r + d
+        # a one-point clip interval gives that point whatever the running statistics hold (a nan
+        # sigma from a negative running_var, after a momentum outside [0, 1]): BatchNorm exactly
+        r = torch.ones_like(r) if r_max == 1 else r
+        d = torch.zeros_like(d) if d_max == 0 else d
+        x_hat = x_hat * r.to(ct) + d.to(ct)
         m = input.numel() // c
-        with torch.no_grad():
-            running_mean.copy_(torch.lerp(running_mean.to(ct), mean_b.reshape(c), momentum))
-            running_var.copy_(torch.lerp(running_var.to(ct), var_b.reshape(c) * (m / (m - 1)), momentum))
+        update_running(running_mean, mean_b, momentum)           # the shared update: inf stays inf
+        update_running(running_var, var_b * (m / (m - 1)), momentum)
     else:
         x_hat = standardize(x, dims, eps, mean=mu, var=var)[0]
     y = _affine(x_hat, _cast(weight, ct, per_channel), _cast(bias, ct, per_channel))
-    return y.to(input.dtype)
+    y = y.to(input.dtype).contiguous(memory_format=suggest_memory_format(input))   # BatchNorm's
+    return y if seen is None else _SeeDy.apply(y, seen)
+
+
+class _SeeDy(torch.autograd.Function):
+    """Identity on the output that remembers the incoming gradient ``dy`` for :class:`_DxFormat`."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, seen: dict) -> Tensor:
+        ctx.seen = seen
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        ctx.seen["dy"] = dy
+        return dy, None
+
+
+class _DxFormat(torch.autograd.Function):
+    """Identity on the input whose backward gives ``dx`` BatchNorm's memory format, which depends on
+    the input's and on ``dy``'s layouts (``Layout.grad_format``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, seen: dict) -> Tensor:
+        ctx.seen, ctx.layout = seen, Layout.of(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, dx: Tensor):
+        dy = ctx.seen.pop("dy", None)
+        fmt = ctx.layout.grad_format(dy) if dy is not None else ctx.layout.memory_format
+        return dx.contiguous(memory_format=fmt), None
 
 
 class _BatchRenorm(_BatchNorm):

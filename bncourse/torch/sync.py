@@ -40,6 +40,7 @@ from .convert import take_over
 from .functional import (_BatchNormFunction, _cast, _check_arg_types, _compute_dtype,
                          _update_running, batch_moments, batch_norm, check_tensors,
                          normalize)
+from ._moments import Moments
 from .modules import _BatchNorm
 
 __all__ = ["SyncBatchNorm", "sync_batch_norm", "combine_moments"]
@@ -117,12 +118,13 @@ class _SyncBatchNormFunction(_BatchNormFunction):
         xw = _cast(layout.to_work(x), ct)                        # (R, C) or (R, C, S)
         ones = ones_for(xw)
         if n > 0:
-            pilot, centered, m, var, out, _ = batch_moments(xw, ones, n)
+            pilot, centered, m, var, out, special = batch_moments(xw, ones, n)
         else:                                                    # no samples here: count 0
             pilot = m = var = xw.new_zeros(layout.stat_shape)
-            centered, out = xw, None
-        # this rank's mean in float64: pilot + offset exactly, so the spread of the rank means survives
-        mean = pilot.to(torch.float64) + m.to(torch.float64)
+            centered, out, special = xw, None, False
+        # this rank's mean in float64: pilot + offset exactly, so the spread of the rank means
+        # survives; an infinite pilot stays infinite (the shared Moments.mean)
+        mean = Moments(pilot.to(torch.float64), centered, m.to(torch.float64), var, out, special).mean()
         g_mean, g_var, total = global_moments(n, mean.flatten(), var.flatten(), group)
         if total == 1:
             raise ValueError("Expected more than 1 value per channel when training, "
@@ -188,6 +190,9 @@ class SyncBatchNorm(_BatchNorm):
     def forward(self, input: Tensor) -> Tensor:
         """``input`` ``(N, C, *spatial)`` on this rank -> output of the same shape."""
         self._check_input_dim(input)
+        if self.training and self.track_running_stats and self.num_batches_tracked is None:
+            # torch's check (track_running_stats switched on after construction without buffers)
+            raise AssertionError("num_batches_tracked must not be None")
         running_mean, running_var, weight, bias, use_batch_stats, factor, eps = self._batch_norm_args()
         group = sync_group(self.process_group) if self.training else None
         if group is None:

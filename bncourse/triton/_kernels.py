@@ -20,7 +20,9 @@ Kernels (all accumulation in float32):
 
 * ``_reduce_kernel``: grid ``(channel blocks, splits)``; each program sums over its share of rows.
   Forward: the *shifted* sums ``sum(x - k)`` and ``sum((x - k)**2)``, ``k`` the channel's first
-  value. Backward: ``sum(dy)`` and ``sum(dy * (x - mean))``. Partial sums go to a ``(2, splits, C)``
+  value (0 if that is inf / nan), and ``sum(((x - k) * 2**-64)**2)``, which stays finite where float32
+  squares overflow (the variance is then taken from it). Backward: ``sum(dy)`` and
+  ``sum(dy * (x - mean))``. Partial sums go to a ``(3, splits, C)`` (backward ``(2, splits, C)``)
   float32 workspace.
 * ``_forward_kernel``: one tile per program. Training: combines the partial sums of its channels into
   ``mean`` and ``invstd`` (the program holding the first tile of a channel also stores them for the
@@ -55,6 +57,9 @@ def _jit(fn):
     """``triton.jit`` in the mode of Triton's library, whatever the environment says now."""
     return InterpretedFunction(fn) if INTERPRETED else triton.jit(fn)
 
+
+# 2**-64: (d * 2**-64)**2 is finite for every float32 d, where d**2 overflows for |d| > 1.8e19
+_SQ_SCALE = tl.constexpr(2.0 ** -64)
 
 # The interpreter rounds float32 -> bfloat16 by truncation; the GPU rounds to nearest even.
 _BF16_BY_BITS = tl.constexpr(INTERPRETED)
@@ -100,6 +105,9 @@ def _channel_stats(x_ptr, save_ptr, rm_ptr, rv_ptr, c, cmask, C, sc, eps,
             invstd = tl.load(save_ptr + 2 * C + c, mask=cmask, other=0.0)
         else:
             k = tl.load(x_ptr + c.to(tl.int64) * sc, mask=cmask, other=0.0).to(tl.float32)
+            # an inf / nan first value would make every x - k nan: shift by 0 then, so that an
+            # infinite mean stays infinite (as torch's running mean)
+            k = tl.where(tl.abs(k) < float("inf"), k, 0.0)
             m = tl.zeros_like(k)
             invstd = tl.zeros_like(k)
     else:
@@ -108,6 +116,17 @@ def _channel_stats(x_ptr, save_ptr, rm_ptr, rv_ptr, c, cmask, C, sc, eps,
         var = tl.load(rv_ptr + c, mask=cmask, other=1.0).to(tl.float32)
         invstd = 1.0 / tl.sqrt_rn(var + eps)
     return k, m, invstd
+
+
+@_jit
+def _combine_one(part_ptr, c, cmask, C, n_splits, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Sum the ``(n_splits, C)`` partial sums at ``part_ptr`` of channels ``c`` -> ``[BLOCK_C]``."""
+    a = tl.zeros([BLOCK_K, BLOCK_C], tl.float32)
+    for k0 in range(0, n_splits, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        mask = (k < n_splits)[:, None] & cmask[None, :]
+        a += tl.load(part_ptr + k[:, None] * C + c[None, :], mask=mask, other=0.0)
+    return tl.sum(a, axis=0)
 
 
 @_jit
@@ -125,10 +144,10 @@ def _combine(part_ptr, c, cmask, C, n_splits, BLOCK_C: tl.constexpr, BLOCK_K: tl
 
 
 @_jit
-def _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, s0, R, C, S, sr, sc,
+def _accumulate(x_ptr, dy_ptr, acc_a, acc_b, acc_c, k, m, r0, c0, s0, R, C, S, sr, sc,
                 BACKWARD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
                 BLOCK_S: tl.constexpr):
-    """Add one tile's terms to the two accumulators (see ``_reduce_kernel``)."""
+    """Add one tile's terms to the accumulators (see ``_reduce_kernel``; ``acc_c``: forward only)."""
     off, mask = _offsets(r0, c0, s0, R, C, S, sr, sc, BLOCK_R, BLOCK_C, BLOCK_S)
     x = tl.load(x_ptr + off, mask=mask, other=0.0).to(tl.float32)
     if BACKWARD:
@@ -141,7 +160,9 @@ def _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, s0, R, C, S, sr, sc,
         d = tl.where(mask, x - k[None, :, None], 0.0)
         acc_a += d
         acc_b += d * d
-    return acc_a, acc_b
+        ds = d * _SQ_SCALE                     # squares that overflow float32 stay finite here
+        acc_c += ds * ds
+    return acc_a, acc_b, acc_c
 
 
 @_jit
@@ -159,20 +180,26 @@ def _reduce_kernel(x_ptr, dy_ptr, save_ptr, rm_ptr, rv_ptr, part_ptr,
                                   TRAINING, BACKWARD)
     acc_a = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_S], tl.float32)
     acc_b = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_S], tl.float32)
+    acc_c = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_S], tl.float32)
     r_start = pid_k * rows_per_split
     r_end = tl.minimum(r_start + rows_per_split, R)
     for r0 in range(r_start, r_end, BLOCK_R):
         if BLOCK_S == 1:      # S == 1: no loop over s, so the compiler sees s0 = 0 (aligned loads)
-            acc_a, acc_b = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, 0, r_end, C, S,
-                                       sr, sc, BACKWARD, BLOCK_R, BLOCK_C, BLOCK_S)
+            acc_a, acc_b, acc_c = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, acc_c, k, m, r0, c0, 0,
+                                              r_end, C, S, sr, sc, BACKWARD, BLOCK_R, BLOCK_C,
+                                              BLOCK_S)
         else:
             for s0 in range(0, S, BLOCK_S):
-                acc_a, acc_b = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, k, m, r0, c0, s0, r_end, C,
-                                           S, sr, sc, BACKWARD, BLOCK_R, BLOCK_C, BLOCK_S)
+                acc_a, acc_b, acc_c = _accumulate(x_ptr, dy_ptr, acc_a, acc_b, acc_c, k, m, r0, c0,
+                                                  s0, r_end, C, S, sr, sc, BACKWARD, BLOCK_R,
+                                                  BLOCK_C, BLOCK_S)
     a = tl.sum(tl.sum(acc_a, axis=2), axis=0)
     b = tl.sum(tl.sum(acc_b, axis=2), axis=0)
     tl.store(part_ptr + pid_k * C + c, a, mask=cmask)
     tl.store(part_ptr + (n_splits + pid_k) * C + c, b, mask=cmask)
+    if not BACKWARD:
+        sq = tl.sum(tl.sum(acc_c, axis=2), axis=0)
+        tl.store(part_ptr + (2 * n_splits + pid_k) * C + c, sq, mask=cmask)
 
 
 @_jit
@@ -207,9 +234,19 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, w_ptr, b_ptr, rm_ptr, rv_ptr, save_p
                                   TRAINING, False)
     if TRAINING:
         s1, s2 = _combine(part_ptr, c, cmask, C, n_splits, BLOCK_C, BLOCK_K)
+        s3 = _combine_one(part_ptr + 2 * n_splits * C, c, cmask, C, n_splits, BLOCK_C, BLOCK_K)
         m = s1 / count                                   # mean - k
-        var = tl.maximum(s2 / count - m * m, 0.0)        # biased variance
+        var = s2 / count - m * m                         # biased variance
+        var = tl.where(var < 0.0, 0.0, var)              # (a nan stays nan, as torch's)
         invstd = 1.0 / tl.sqrt_rn(var + eps)
+        # squares that overflow float32 (|x - k| > 1.8e19) but scaled squares that do not: the
+        # variance from the scaled sums (inf in float32, as torch's running_var), invstd scaled back
+        ms = m * _SQ_SCALE
+        var_s = s3 / count - ms * ms
+        var_s = tl.where(var_s < 0.0, 0.0, var_s)
+        big = (s2 == float("inf")) & (s3 < float("inf"))
+        invstd = tl.where(big, _SQ_SCALE / tl.sqrt_rn(var_s + eps * _SQ_SCALE * _SQ_SCALE), invstd)
+        var = tl.where(big, var_s / _SQ_SCALE / _SQ_SCALE, var)
         if r0 + s0 == 0:                                 # one program per channel block writes
             if SAVE:
                 tl.store(save_ptr + c, k, mask=cmask)
@@ -347,7 +384,9 @@ def make_plan(layout: Layout, device: torch.device, tile: int | None = None) -> 
 def _reduce(plan: Plan, x: Tensor, dy: Tensor | None, save: Tensor | None,
             running_mean: Tensor | None, running_var: Tensor | None, training: bool,
             eps: float) -> Tensor:
-    part = torch.empty((2, plan.n_splits, plan.C), device=x.device, dtype=torch.float32)
+    # forward: sum(x - k), sum((x - k)**2), sum(((x - k) * 2**-64)**2); backward: the first two
+    rows = 2 if dy is not None else 3
+    part = torch.empty((rows, plan.n_splits, plan.C), device=x.device, dtype=torch.float32)
     dummy = part
     grid = (triton.cdiv(plan.C, plan.block_c), plan.n_splits)
     _reduce_kernel[grid](

@@ -157,6 +157,35 @@ def parity_worker(rank: int, world_size: int, cases: list[Case], group=None) -> 
         errors["double_backward"] = (type(err).__name__, str(err))
     out["errors"] = errors
     out["after_errors"] = bn(torch.full((2, 3), float(rank))).detach()   # the group still works
+    out["specials"] = special_values_worker(rank, group)
+    return out
+
+
+def special_batch(rank: int) -> torch.Tensor:
+    """Rank ``rank``'s share ``(2, 2)`` of the +inf case: rank 0 holds +inf in channel 0."""
+    x = torch.full((2, 2), 1.0 + rank, dtype=torch.float64)
+    x[1, 1] = 3.0 * rank - 1.0
+    if rank == 0:
+        x[0, 0] = float("inf")
+    return x
+
+
+def special_values_worker(rank: int, group=None) -> dict[str, object]:
+    """+inf on one rank (torch: an infinite running mean); an empty global batch ``(2, 2, 0)`` per
+    rank (torch: an empty output and empty / zero gradients)."""
+    from bncourse.torch import SyncBatchNorm
+
+    out: dict[str, object] = {}
+    bn = SyncBatchNorm(2, momentum=0.5, dtype=torch.float64, process_group=group)
+    bn(special_batch(rank))
+    out["inf_running_mean"], out["inf_running_var"] = bn.running_mean.clone(), bn.running_var.clone()
+    bn = SyncBatchNorm(2, dtype=torch.float64, process_group=group)
+    x = torch.zeros(2, 2, 0, dtype=torch.float64, requires_grad=True)
+    try:
+        y = bn(x)
+        out["empty"] = torch.autograd.grad(y.sum(), [x, bn.weight, bn.bias])
+    except Exception as err:                           # noqa: BLE001 - the test reports it
+        out["empty"] = (type(err).__name__, str(err))
     return out
 
 

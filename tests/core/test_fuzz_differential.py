@@ -302,6 +302,7 @@ class ModuleCase:
     steps: list[Step] = field(default_factory=list)
     double_backward: bool = False
     seed: int = 0
+    impl: str = "torch"        # bncourse.torch BatchNorm; "renorm", "sync", "triton": the others
 
 
 def _state(m) -> dict:
@@ -349,9 +350,12 @@ def _run_module_case(case: ModuleCase) -> None:
     c = case.steps[0].shape[1]
     kw = dict(eps=case.eps, momentum=case.momentum, affine=case.affine,
               track_running_stats=case.track, bias=case.bias, dtype=case.p_dtype)
-    ref = NN_CLASSES[rank](c, **kw)
-    ours = BT_CLASSES[rank](c, **kw)
-    use_numpy = case.x_dtype in NP_DTYPES and case.p_dtype in NP_DTYPES
+    ref = (torch.nn.SyncBatchNorm if case.impl == "sync" else NN_CLASSES[rank])(c, **kw)
+    ours = {"torch": lambda: BT_CLASSES[rank](c, **kw), "sync": lambda: bt.SyncBatchNorm(c, **kw),
+            "renorm": lambda: (bt.BatchRenorm1d if rank < 4 else bt.BatchRenorm2d)(
+                c, **kw, r_max=1.0, d_max=0.0),
+            "triton": lambda: _triton_modules()[rank](c, **kw)}[case.impl]()
+    use_numpy = case.impl == "torch" and case.x_dtype in NP_DTYPES and case.p_dtype in NP_DTYPES
     twin = None
     if use_numpy:
         twin = bnp.BatchNorm(c, case.eps, case.momentum, case.affine, case.track, bias=case.bias,
@@ -440,8 +444,8 @@ def _run_module_case(case: ModuleCase) -> None:
                 v = torch.from_numpy(rng.standard_normal(step.shape)).to(case.x_dtype)
                 gg_ref = (torch.autograd.grad((g_ref[0] * v).sum(), leaves, allow_unused=True)
                           if g_ref[0].requires_grad else [None] * len(leaves))
-                # dx that does not depend on anything requiring grad (eval without weight) has
-                # no graph in ours; torch builds one anyway, whose gradients are then zero
+                # a dx that depends on nothing requiring grad (eval without weight) still has a
+                # graph in both, whose gradients are None (zeros)
                 gg_ours = (torch.autograd.grad((g_ours[0] * v).sum(), our_leaves, allow_unused=True)
                            if g_ours[0].requires_grad else [None] * len(our_leaves))
                 for nm, a, e in zip(names, gg_ours, gg_ref):
@@ -713,6 +717,271 @@ def run_argument_case_three_way(x, rm, rv, w, b, training, momentum, eps) -> Non
 @given(args=argument_cases())
 def test_fuzz_arguments(args):
     record("arguments", lambda: run_argument_case_three_way(*args))
+
+
+# --- the rest of the family: LayerNorm, GroupNorm, InstanceNorm, RMSNorm (torch and NumPy) -------
+
+FAMILY_EXAMPLES = int(os.environ.get("BNCOURSE_FUZZ_EXAMPLES", 30))
+FAMILY_SETTINGS = settings(FUZZ_SETTINGS, max_examples=FAMILY_EXAMPLES)
+NP_TYPES = {torch.float64: np.float64, torch.float32: np.float32}
+
+
+@dataclass
+class FamilyCase:
+    layer: str                 # "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm"
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    arg: int                   # LayerNorm / RMSNorm: axes normalized; GroupNorm: groups
+    eps: float | None
+    affine: bool
+    bias: bool
+    track: bool
+    momentum: float | None
+    trainings: tuple[bool, ...]
+    layout: str
+    special: str
+    seed: int
+
+
+def family_modules(case: FamilyCase):
+    """(torch.nn module, bncourse.torch module, bncourse.numpy twin) of ``case``, dtype ``dtype``."""
+    def build(lib, dtype):
+        kw = {"dtype": dtype}
+        if case.layer in ("LayerNorm", "RMSNorm"):
+            shape = case.shape[len(case.shape) - case.arg:]
+            if case.layer == "LayerNorm":
+                return lib.LayerNorm(shape, case.eps, case.affine, bias=case.bias, **kw)
+            return lib.RMSNorm(shape, case.eps, case.affine, **kw)
+        if case.layer == "GroupNorm":
+            return lib.GroupNorm(case.arg, case.shape[1], case.eps, case.affine, bias=case.bias, **kw)
+        cls = getattr(lib, f"InstanceNorm{len(case.shape) - 2}d") if lib is not bnp else bnp.InstanceNorm
+        return cls(case.shape[1], case.eps, case.momentum, case.affine, case.track, bias=case.bias, **kw)
+    return build(torch.nn, case.dtype), build(bt, case.dtype), build(bnp, NP_TYPES[case.dtype]), \
+        build(torch.nn, torch.float64)
+
+
+def family_groups(case: FamilyCase, x64: np.ndarray) -> np.ndarray:
+    """``x`` as ``(groups, values per group)``: the sets the layer's statistics pool over."""
+    if x64.size == 0:
+        return x64.reshape(0, 1)
+    if case.layer in ("LayerNorm", "RMSNorm"):
+        return x64.reshape(-1, math.prod(case.shape[len(case.shape) - case.arg:]))
+    if case.layer == "GroupNorm":
+        return x64.reshape(case.shape[0] * case.arg, -1)
+    return x64.reshape(case.shape[0] * case.shape[1], -1)
+
+
+def family_scales(case: FamilyCase, x64: np.ndarray, dy64: np.ndarray, w: np.ndarray | None,
+                  eps: float, batch_stats: bool) -> dict[str, float]:
+    """Whole-tensor condition scales (see ``tolerances``): the worst group decides."""
+    g = family_groups(case, x64)
+    g = g[np.isfinite(g).all(axis=1)] if g.size else g    # groups with inf / nan compare exactly
+    with np.errstate(all="ignore"):
+        if batch_stats:
+            mean = g.mean(1) if case.layer != "RMSNorm" else 0.0
+            var = ((g - np.reshape(mean, (-1, 1))) ** 2).mean(1) if g.shape[1] else np.ones(len(g))
+        else:
+            var = np.ones(len(g))
+        amax = np.max(np.abs(g), axis=1, initial=0.0)
+        invstd = 1.0 / np.sqrt(var + eps)
+        cond = np.max(amax * invstd, initial=0.0)
+        istd = np.max(invstd, initial=1.0)
+        wmax = np.float64(1.0) if w is None else np.max(np.abs(w), initial=1.0)
+        dymax = np.max(np.abs(dy64), initial=0.0)
+        dysum = np.sum(np.abs(dy64))
+        return {"y": wmax * (cond + 1.0), "dx": wmax * istd * dymax * (cond + 1.0) ** 2 * g.shape[1],
+                "dweight": dysum * (cond + 1.0), "dbias": dysum}
+
+
+def _family_state(m) -> dict[str, Any]:
+    return {k: getattr(m, k, None) for k in ("running_mean", "running_var")}
+
+
+def run_family_case(case: FamilyCase) -> None:
+    try:
+        _run_family_case(case)
+    except Differ as exc:
+        raise Differ(f"{exc} | {case}") from None
+
+
+def _run_family_case(case: FamilyCase) -> None:
+    rng = np.random.default_rng(case.seed)
+    built = [attempt(lambda: family_modules(case))]
+    (mods, err) = built[0]
+    if err is not None:       # a constructor error: torch's, by type and text, in both
+        ref_err = attempt(lambda: family_modules(case)[0])[1]
+        raise Differ(f"constructing: {type(err).__name__}: {err} (torch: {ref_err})")
+    ref, ours, twin, ref64 = mods
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            p = getattr(ref, name, None)
+            if p is not None:
+                p.copy_(torch.from_numpy(rng.standard_normal(p.shape) + (name == "weight")))
+        if getattr(ref, "running_mean", None) is not None:
+            ref.running_mean.copy_(torch.from_numpy(rng.standard_normal(ref.running_mean.shape)))
+            ref.running_var.copy_(torch.from_numpy(rng.random(ref.running_var.shape) + 0.5))
+    state = ref.state_dict()
+    ours.load_state_dict(state)
+    ref64.load_state_dict(state)
+    twin.load_state_dict({k: v.numpy() for k, v in state.items()})
+    eps = case.eps if case.eps is not None else float(torch.finfo(case.dtype).eps)
+    for k, training in enumerate(case.trainings, start=1):
+        where = f"step {k} ({'train' if training else 'eval'})"
+        for m in (ref, ours, twin, ref64):
+            m.train(training)
+        values = draw_values(case.shape, case.dtype, rng, case.special)
+        x = in_layout(values, case.layout, rng).requires_grad_()
+        dy = draw_values(case.shape, case.dtype, rng)
+        x64 = _np64(x)
+        y_ref, err_ref = attempt(lambda: ref(x))
+        y_ours, err_ours = attempt(lambda: ours(x))
+        check_errors(f"bncourse.torch {where}", err_ours, err_ref)
+        x_np = x.detach().numpy().copy()
+        with np.errstate(all="ignore"):
+            y_np, err_np = attempt(lambda: twin(x_np))
+        check_errors(f"bncourse.numpy {where}", err_np, err_ref, numpy=True)
+        if err_ref is None:
+            x64t = x.detach().to(torch.float64).contiguous().requires_grad_()
+            y64 = ref64(x64t)
+            leaves = [x] + [p for p in (ref.weight, getattr(ref, "bias", None)) if p is not None]
+            our_leaves = [x] + [p for p in (ours.weight, getattr(ours, "bias", None)) if p is not None]
+            leaves64 = [x64t] + [p for p in (ref64.weight, getattr(ref64, "bias", None)) if p is not None]
+            names = ["dx"] + [nm for nm, p in (("dweight", ref.weight), ("dbias", getattr(ref, "bias", None)))
+                              if p is not None]
+            batch_stats = training or not getattr(ref, "track_running_stats", False)
+            sc = family_scales(case, x64, _np64(dy), None if ref.weight is None else _np64(ref.weight),
+                               eps, batch_stats)
+            truth = {"y": y64, **dict(zip(names, torch.autograd.grad(y64, leaves64, dy.to(torch.float64))))}
+            check_close(f"bncourse.torch y {where}", y_ours, y_ref, case.dtype, sc["y"], truth=truth["y"])
+            check_strides(f"bncourse.torch y {where}", y_ours, y_ref)
+            check_close(f"bncourse.numpy y {where}", y_np, y_ref, case.dtype, sc["y"], truth=truth["y"])
+            g_ref = torch.autograd.grad(y_ref, leaves, dy)
+            g_ours = torch.autograd.grad(y_ours, our_leaves, dy, allow_unused=True)
+            for nm, a, e in zip(names, g_ours, g_ref):
+                check_close(f"bncourse.torch {nm} {where}", a, e, case.dtype, sc[nm], param=nm != "dx",
+                            truth=truth[nm])
+            check_strides(f"bncourse.torch dx {where}", g_ours[0], g_ref[0])
+            with np.errstate(all="ignore"):
+                got = {"dx": twin.backward(dy.numpy()), "dweight": twin.grad_weight, "dbias": twin.grad_bias}
+            for nm, e in zip(names, g_ref):
+                check_close(f"bncourse.numpy {nm} {where}", got[nm], e, case.dtype, sc[nm],
+                            param=nm != "dx", truth=truth[nm])
+        for name, e in _family_state(ref).items():
+            for label, m in (("bncourse.torch", ours), ("bncourse.numpy", twin)):
+                a = getattr(m, name, None)
+                if (a is None) != (e is None):
+                    raise Differ(f"{label} {name} {where}: {a} vs torch's {e}")
+                if e is not None:
+                    check_close(f"{label} {name} {where}", a, e, case.dtype, 1.0, steps=k, param=True,
+                                truth=getattr(ref64, name))
+
+
+@st.composite
+def family_cases(draw) -> FamilyCase:
+    layer = draw(st.sampled_from(("LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm")))
+    rank = draw(st.sampled_from((3, 4, 5) if layer == "InstanceNorm" else (2, 3, 4)))
+    shape = draw(shapes(min_n=0))
+    shape = shape[:rank] + (2,) * (rank - len(shape))
+    if layer == "GroupNorm":
+        arg = draw(st.sampled_from([g for g in range(1, shape[1] + 1) if shape[1] % g == 0]))
+    elif layer in ("LayerNorm", "RMSNorm"):
+        arg = draw(st.integers(1, min(2, rank - 1)))
+    else:
+        arg = 0
+    affine = draw(st.booleans())
+    dtype = draw(st.sampled_from((torch.float64, torch.float32)))
+    # float64: not below ~1e-205, where torch's own gradient of a one-value group is nan
+    # (invstd**3 overflows) and NumPy's compact formula gives the exact 0
+    tiny = {torch.float64: 1e-200, torch.float32: 1e-50}[dtype]
+    eps_choices = (1e-5, 1e-3, tiny, 1e10) + ((None,) if layer == "RMSNorm" else ())
+    return FamilyCase(
+        layer=layer, dtype=dtype, shape=shape, arg=arg, eps=draw(st.sampled_from(eps_choices)),
+        affine=affine, bias=draw(st.booleans()) if affine else True,
+        track=draw(st.booleans()), momentum=draw(st.sampled_from((0.1, None, 1.0))),
+        trainings=tuple(draw(st.lists(st.booleans(), min_size=1, max_size=2))),
+        layout=draw(st.sampled_from(("contiguous", "channels_last", "permuted", "stepped"))),
+        special=draw(st.sampled_from(("none", "none", "inf", "nan", "mixed", "huge", "tiny",
+                                      "constant", "offset"))),
+        seed=draw(st.integers(0, 2 ** 32 - 1)))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@seed(20261208)
+@FAMILY_SETTINGS
+@given(case=family_cases())
+def test_fuzz_family(case):
+    record("family", lambda: run_family_case(case))
+
+
+# --- BatchRenorm as BatchNorm, SyncBatchNorm in one process, the Triton kernels --------------------
+
+OTHER_EXAMPLES = int(os.environ.get("BNCOURSE_FUZZ_EXAMPLES", 20))
+TRITON_EXAMPLES = int(os.environ.get("BNCOURSE_FUZZ_TRITON_EXAMPLES",
+                                     os.environ.get("BNCOURSE_FUZZ_EXAMPLES", 6)))
+
+
+@st.composite
+def other_module_cases(draw, impl: str) -> ModuleCase:
+    """A specials- or steps-class case for ``impl``, within what that layer takes."""
+    case = draw(module_cases(draw(st.sampled_from(("specials", "steps", "layouts")))))
+    case.impl = impl
+    if impl == "renorm":                    # BatchRenorm1d/2d only; it always tracks
+        case.track = True
+        for st_ in case.steps:
+            st_.flip_tracking = False
+            if len(st_.shape) == 5:
+                st_.shape = st_.shape[:4]
+        case.steps = [s for s in case.steps if len(s.shape) == len(case.steps[0].shape)]
+    if impl == "triton":                    # float32 and half input, float32 or matching parameters
+        case.x_dtype, case.p_dtype = draw(st.sampled_from(DTYPE_PAIRS[1:]))
+        case.double_backward = False
+        case.steps = case.steps[:2]
+    return case
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@seed(20261209)
+@settings(FUZZ_SETTINGS, max_examples=OTHER_EXAMPLES)
+@given(case=other_module_cases("renorm"))
+def test_fuzz_batch_renorm_as_batchnorm(case):
+    """BatchRenorm with r_max = 1, d_max = 0 is BatchNorm: against torch.nn.BatchNorm*d."""
+    record("renorm", lambda: run_module_case(case))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@seed(20261210)
+@settings(FUZZ_SETTINGS, max_examples=OTHER_EXAMPLES)
+@given(case=other_module_cases("sync"))
+def test_fuzz_sync_batchnorm_single_process(case):
+    """SyncBatchNorm without a process group: against torch.nn.SyncBatchNorm (also BatchNorm there)."""
+    record("sync", lambda: run_module_case(case))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@seed(20261211)
+@settings(FUZZ_SETTINGS, max_examples=TRITON_EXAMPLES)
+@given(case=other_module_cases("triton"))
+def test_fuzz_triton_interpreted(case):
+    """The Triton kernels (interpreted on CPU, or compiled on a GPU's tensors): against torch.nn."""
+    if _triton_modules() is None:
+        pytest.skip("triton is not installed")
+    record("triton", lambda: run_module_case(case))
+
+
+def _triton_modules():
+    """bncourse.triton's modules, with Triton interpreted on CPU when there is no GPU (as in
+    test_triton.py: Triton reads TRITON_INTERPRET when it is first imported)."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    try:
+        import bncourse.triton as btr
+        from bncourse.triton import _kernels
+    except ImportError:
+        return None
+    if not _kernels.INTERPRETED:
+        return None                          # compiled: the kernels take CUDA tensors only
+    return {2: btr.BatchNorm1d, 3: btr.BatchNorm1d, 4: btr.BatchNorm2d, 5: btr.BatchNorm3d}
 
 
 def _summarise(path: str) -> None:

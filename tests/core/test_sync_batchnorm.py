@@ -16,7 +16,8 @@ from torch import nn
 
 from bncourse.distributed import free_port, launch
 from bncourse.torch import BatchNorm2d, SyncBatchNorm
-from sync_cases import Case, ddp_model, ddp_train, group_worker, run_steps, torch_module
+from sync_cases import (Case, ddp_model, ddp_train, group_worker, run_steps, special_batch,
+                        torch_module)
 
 F64 = {"rtol": 1e-10, "atol": 1e-10}
 F32 = {}                          # torch.testing's float32 defaults: rtol 1.3e-6, atol 1e-5
@@ -133,6 +134,30 @@ def test_errors_are_torchs(request, world_size):
         std = math.sqrt(sum((k - mean) ** 2 for k in range(world_size)) / world_size)
         torch.testing.assert_close(r["after_errors"],
                                    torch.full((2, 3), (rank - mean) / math.sqrt(std ** 2 + 1e-5)))
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_inf_on_one_rank_gives_torchs_running_statistics(request, world_size):
+    """+inf on one rank: torch's running mean is inf (not nan), its running variance nan."""
+    ref = nn.BatchNorm1d(2, momentum=0.5, dtype=torch.float64)
+    ref(torch.cat([special_batch(r) for r in range(world_size)]))
+    for r in _results(request, world_size):
+        torch.testing.assert_close(r["specials"]["inf_running_mean"], ref.running_mean, equal_nan=True)
+        torch.testing.assert_close(r["specials"]["inf_running_var"], ref.running_var, equal_nan=True)
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_empty_global_batch_has_empty_gradients(request, world_size):
+    """``(2, 2, 0)`` on every rank: torch returns an empty dx and zero parameter gradients."""
+    x = torch.zeros(2 * world_size, 2, 0, dtype=torch.float64, requires_grad=True)
+    ref = nn.BatchNorm1d(2, dtype=torch.float64)
+    expected = torch.autograd.grad(ref(x).sum(), [x, ref.weight, ref.bias])
+    for r in _results(request, world_size):
+        got = r["specials"]["empty"]
+        assert not isinstance(got[0], str), f"backward raised {got}"
+        assert got[0].shape == (2, 2, 0)
+        torch.testing.assert_close(got[1], expected[1])
+        torch.testing.assert_close(got[2], expected[2])
 
 
 @pytest.mark.parametrize("world_size", [2, 4])

@@ -288,6 +288,39 @@ def test_large_offset_small_spread_float32(shape, fmt, seed):
     assert_close(rm.double(), mean, rtol=1e-7, atol=0)
 
 
+@pytest.mark.parametrize("shape,fmt", [((3, 2, 4), torch.contiguous_format),
+                                       ((3, 2, 2, 2), torch.channels_last), ((6, 2), torch.contiguous_format)],
+                         ids=["NCL", "NHWC", "NC"])
+def test_squares_that_overflow_float32(shape, fmt):
+    """``randn * 1e30``: float32 squares overflow; the result is torch's float64 one (values near
+    ±1), the running variance inf as torch's float32 buffer."""
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 1e30).contiguous(memory_format=fmt)
+    rm, rv = torch.zeros(2, device=DEVICE), torch.ones(2, device=DEVICE)
+    y = btr.batch_norm(x.to(DEVICE), rm, rv, training=True)
+    truth = F.batch_norm(x.double(), None, None, training=True)
+    torch.testing.assert_close(y.cpu().double(), truth, rtol=1e-5, atol=1e-5)
+    ref_rm, ref_rv = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    F.batch_norm(x.double(), ref_rm, ref_rv, training=True)
+    torch.testing.assert_close(rm.cpu(), ref_rm.float(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(rv.cpu(), ref_rv.float())            # inf: beyond float32's range
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (1, 0, 2)], ids=["first-value", "later-value"])
+@pytest.mark.parametrize("special", [float("inf"), float("nan")], ids=["inf", "nan"])
+@pytest.mark.parametrize("momentum", [0.1, 1.0])
+def test_special_values_in_running_statistics(special, where, momentum):
+    """+inf in a channel: torch's running mean is inf, its running variance nan; nan: both nan."""
+    x = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(1))
+    x[where] = special
+    rm, rv = torch.zeros(2, device=DEVICE), torch.ones(2, device=DEVICE)
+    y = btr.batch_norm(x.to(DEVICE), rm, rv, training=True, momentum=momentum)
+    ref_rm, ref_rv = torch.zeros(2), torch.ones(2)
+    ref = F.batch_norm(x, ref_rm, ref_rv, training=True, momentum=momentum)
+    torch.testing.assert_close(rm.cpu(), ref_rm, equal_nan=True)
+    torch.testing.assert_close(rv.cpu(), ref_rv, equal_nan=True)
+    torch.testing.assert_close(y.cpu(), ref, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
                          ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("shape,fmt", LAYOUTS[:5], ids=LAYOUT_IDS[:5])

@@ -372,6 +372,115 @@ def test_a_sleeping_thread_is_reported_as_still_running():
     assert "did not return within 0.1 s" in fb.message and "still running in the background" in fb.message
 
 
+class _LoopingStr(Exception):
+    def __str__(self):
+        while True:
+            pass
+
+
+class _LoopingArray:
+    def __array__(self, *args, **kwargs):
+        while True:
+            pass
+
+
+class _LoopingEq:
+    def __eq__(self, other):
+        while True:
+            pass
+
+    __hash__ = None
+
+
+def _looping_generator(x):
+    while True:          # loops before its first yield: only iterating it runs this
+        pass
+    yield x
+
+
+def _raise_looping_str(x):
+    raise _LoopingStr()
+
+
+def _diagnose_iterating(expected, got, case):
+    return f"got {len(list(got))} items" if hasattr(got, "__next__") else None
+
+
+def _diagnose_as_array(expected, got, case):
+    return f"shape {np.asarray(got).shape}"
+
+
+def _ref_label(x):
+    return "standardized"
+
+
+@pytest.mark.parametrize("fn, diagnose, reference", [
+    (_raise_looping_str, None, ref),
+    (lambda x: _LoopingArray(), _diagnose_as_array, ref),
+    (lambda x: _LoopingEq(), None, _ref_label),
+    (lambda x: (_LoopingEq(),), None, lambda x: ("standardized",)),
+    (_looping_generator, _diagnose_iterating, ref),
+], ids=["exception-__str__", "__array__-in-diagnose", "__eq__", "__eq__-in-a-tuple", "generator-in-diagnose"])
+def test_the_time_limit_covers_what_examining_the_result_runs(fn, diagnose, reference):
+    """Learner code run while the checker examines a result is under the time limit too."""
+    started = time.perf_counter()
+    fb = exercise(timeout=0.3, diagnose=diagnose, reference=reference).check(fn)
+    assert time.perf_counter() - started < 3.0
+    assert_safe(fb)
+    assert not fb.passed and "did not finish within 0.3 s" in fb.message
+
+
+class _Plain:
+    def __init__(self, scale):
+        self.scale = scale
+        self.history = [np.arange(3.0)]
+
+
+def _ref_plain(x, obj, rng):
+    return x * obj.scale
+
+
+def test_untouched_objects_are_not_reported_as_modified():
+    """A plain object, a ``np.random.Generator`` and (below) an ``nn.Module`` compare by identity: the
+    checker compares what they hold instead, and a correct function that never touched them passes."""
+    ex = exercise(reference=_ref_plain, cases=[Case((np.arange(4.0), _Plain(2.0), np.random.default_rng(0)))])
+    assert ex.check(lambda x, obj, rng: x * obj.scale).passed
+    assert ex.check(lambda x, obj, rng: x * obj.scale + 0 * rng.standard_normal(4)).passed
+
+    def modifies(x, obj, rng):
+        obj.history[0][1] = 7.0
+        return x * obj.scale
+
+    fb = ex.check(modifies)
+    assert not fb.passed and "modified its input `obj` in place" in fb.message
+
+
+def test_untouched_module_is_not_reported_as_modified():
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(3, 2)
+
+    def ref_module(x, m):
+        with torch.no_grad():
+            return m(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+    ex = exercise(reference=ref_module, cases=[Case((np.ones((4, 3), np.float32), layer))], atol=1e-6)
+    assert ex.check(ref_module).passed
+
+    def trains(x, m):
+        with torch.no_grad():
+            m.weight.add_(1.0)
+        return ref_module(x, m)
+
+    fb = ex.check(trains)
+    assert not fb.passed and "modified its input `m` in place" in fb.message
+
+    def switches_to_eval(x, m):
+        m.eval()
+        return ref_module(x, m)
+
+    assert "modified its input `m`" in ex.check(switches_to_eval).message
+
+
 # ----- quizzes: grade() never raises ----------------------------------------------------------------------
 def endless():
     while True:
