@@ -225,7 +225,7 @@ def compare_training(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_va
                      seeds: Sequence[int] = (0, 1, 2), world_size: int = 4,
                      runs: Sequence[tuple[str, int]] = (("local", 8), ("sync", 8)),
                      steps: int = 200, sizes: Sequence[int] = (784, 64, 64, 10), lr: float = 0.05,
-                     latency_sizes: Sequence[int] = ()) -> Comparison:
+                     latency_sizes: Sequence[int] = (), timeout: float = 600.0) -> Comparison:
     """Train an MLP with BN on the same batches from the same initialization: workers vs one process.
 
     Each entry ``(mode, per_worker)`` of ``runs`` trains ``world_size`` gloo workers with ``per_worker``
@@ -236,7 +236,8 @@ def compare_training(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_va
     (momentum 0.9, learning rate ``lr``) on the mean loss of the same global batches.
 
     ``x`` ``(n, 784)`` float or uint8 pixels, ``y`` ``(n,)`` labels; likewise the validation set. One
-    launch does everything, including, with ``latency_sizes``, :func:`collective_latency` first.
+    launch does everything, including, with ``latency_sizes``, :func:`collective_latency` first; ``timeout``
+    is that launch's deadline in seconds (generous: on a busy machine the workers wait for each other's cores).
 
     Seeds follow ``BNCOURSE_SEED_OFFSET`` (:mod:`bncourse.seeding`), in this process and in the workers, which
     receive this process's offset: seed ``s`` under offset ``k`` trains exactly as seed ``s + k`` under none.
@@ -244,7 +245,7 @@ def compare_training(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_va
     data = (x, y, x_val, y_val)
     ranks = launch(_demo_worker, world_size, (data, tuple(seeds), tuple(sizes), steps,
                                               tuple(runs), lr, tuple(latency_sizes),
-                                              seeding.seed_offset()))
+                                              seeding.seed_offset()), timeout=timeout)
     xf, yf, xvf, yvf = (_as_float(t) for t in data)
     results: dict[tuple[str, int, int], dict[str, Any]] = {}
     for seed in seeds:
