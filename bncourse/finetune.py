@@ -90,11 +90,12 @@ def shift_domain(x: np.ndarray) -> np.ndarray:
 
 def finetune_experiment(data: ImageData, seed: int, *, batch_sizes: tuple[int, ...] = (2, 32),
                         n_pretrain: int = 10_000, n_target: int = 512, finetune_epochs: int = 2,
-                        n_test: int = 2000, lr_rule: str = "sqrt") -> dict[tuple[str, int], float]:
+                        n_test: int = 2000, lr_rule: str = "linear") -> dict[tuple[str, int], float]:
     """Pretrain a 784-64-64-10 BN MLP on ``n_pretrain`` source images (1 epoch, SGD lr 0.05 with momentum 0.9,
     batch 64), then fine-tune a copy per strategy and batch size on ``n_target`` images of the shifted domain
-    (``finetune_epochs`` epochs, SGD with momentum 0.9 and learning rate ``0.02 * sqrt(batch / 32)``, or
-    ``0.02 * batch / 32`` with ``lr_rule="linear"``).
+    (``finetune_epochs`` epochs, SGD with momentum 0.9 and learning rate ``0.02 * batch / 32``: every batch size
+    takes the same sum of learning rates per epoch, so the strategies are compared at equal training per sample;
+    ``lr_rule="sqrt"`` scales it as ``0.02 * sqrt(batch / 32)`` instead).
 
     Returns ``{(strategy, batch_size): accuracy}`` on the first ``n_test`` shifted test images (evaluation
     mode), plus ``("source model", 0)``: the pretrained model on the shifted test images before fine-tuning.
