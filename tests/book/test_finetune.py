@@ -73,9 +73,10 @@ def test_finetune_claims_over_seeds():
     # seeds; with three, the interval is only asked to clear 0)
     best_frozen = np.maximum(ft["frozen stats", 32], ft["frozen BN", 32])
     assert claims.greater("t-ft-frozen", "", ft["train", 32], best_frozen, by=0.0, show=False).held
-    # frozen statistics do not suffer from the small batch
-    assert claims.greater("t-ft-small", "", ft["frozen stats", 2], ft["frozen stats", 32], by=-0.05, show=False).held
-    # trained BN loses much at batch 2: its mean loss (three seeds are too few for the interval the chapter uses)
+    # batch 2 costs trained BN more than it costs frozen statistics (the chapter asks 0.1 more over five seeds)
+    assert claims.greater("t-ft-small", "", ft["train", 32] - ft["train", 2],
+                          ft["frozen stats", 32] - ft["frozen stats", 2], by=0.0, show=False).held
+    # trained BN loses at batch 2: its mean loss (three seeds are too few for the interval the chapter uses)
     assert np.mean(ft["train", 32] - ft["train", 2]) > 0.05
 
 
