@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from bncourse import seeding
+
 __all__ = ["free_port", "launch", "collective_latency", "compare_training", "Comparison"]
 
 
@@ -126,14 +128,15 @@ def collective_latency(world_size: int = 4, sizes: Sequence[int] = (2 * 64 + 1,)
 def _build(seed: int, sizes: Sequence[int], sync: bool) -> torch.nn.Module:
     from .models import mlp
     from .torch import SyncBatchNorm
-    torch.manual_seed(seed)
+    seeding.set_seed(seed)                # shifted by BNCOURSE_SEED_OFFSET
     model = mlp(list(sizes), norm="bn")
     return SyncBatchNorm.convert_sync_batchnorm(model) if sync else model
 
 
 def _batches(seed: int, n: int, steps: int, batch: int) -> torch.Tensor:
-    """Indices ``(steps, batch)`` of the training samples, the same for every mode of a seed."""
-    gen = torch.Generator().manual_seed(10_000 + seed)
+    """Indices ``(steps, batch)`` of the training samples, the same for every mode of a seed (a generator of
+    its own, seeded with ``10_000 + seed`` shifted by ``BNCOURSE_SEED_OFFSET``, apart from the initialization's)."""
+    gen = seeding.torch_generator(10_000 + seed)
     need = steps * batch
     order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-need // n))])
     return order[:need].view(steps, batch)
@@ -177,7 +180,10 @@ def _train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, order: torc
 
 def _demo_worker(rank: int, world_size: int, data: tuple, seeds: Sequence[int], sizes: Sequence[int],
                  steps: int, runs: Sequence[tuple[str, int]], lr: float,
-                 latency_sizes: Sequence[int]) -> dict:
+                 latency_sizes: Sequence[int], offset: int) -> dict:
+    # The parent's seed offset, set explicitly: the workers shift their seeds exactly as the parent does,
+    # whatever environment the spawned process started with.
+    os.environ[seeding.SEED_OFFSET_ENV] = str(offset)
     latency = (_latency_worker(rank, world_size, latency_sizes, 20, sorted({2, world_size}))
                if latency_sizes else {})
     x, y, x_val, y_val = (_as_float(t) for t in data)
@@ -219,7 +225,7 @@ def compare_training(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_va
                      seeds: Sequence[int] = (0, 1, 2), world_size: int = 4,
                      runs: Sequence[tuple[str, int]] = (("local", 8), ("sync", 8)),
                      steps: int = 200, sizes: Sequence[int] = (784, 64, 64, 10), lr: float = 0.05,
-                     latency_sizes: Sequence[int] = ()) -> Comparison:
+                     latency_sizes: Sequence[int] = (), timeout: float = 600.0) -> Comparison:
     """Train an MLP with BN on the same batches from the same initialization: workers vs one process.
 
     Each entry ``(mode, per_worker)`` of ``runs`` trains ``world_size`` gloo workers with ``per_worker``
@@ -230,11 +236,16 @@ def compare_training(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_va
     (momentum 0.9, learning rate ``lr``) on the mean loss of the same global batches.
 
     ``x`` ``(n, 784)`` float or uint8 pixels, ``y`` ``(n,)`` labels; likewise the validation set. One
-    launch does everything, including, with ``latency_sizes``, :func:`collective_latency` first.
+    launch does everything, including, with ``latency_sizes``, :func:`collective_latency` first; ``timeout``
+    is that launch's deadline in seconds (generous: on a busy machine the workers wait for each other's cores).
+
+    Seeds follow ``BNCOURSE_SEED_OFFSET`` (:mod:`bncourse.seeding`), in this process and in the workers, which
+    receive this process's offset: seed ``s`` under offset ``k`` trains exactly as seed ``s + k`` under none.
     """
     data = (x, y, x_val, y_val)
     ranks = launch(_demo_worker, world_size, (data, tuple(seeds), tuple(sizes), steps,
-                                              tuple(runs), lr, tuple(latency_sizes)))
+                                              tuple(runs), lr, tuple(latency_sizes),
+                                              seeding.seed_offset()), timeout=timeout)
     xf, yf, xvf, yvf = (_as_float(t) for t in data)
     results: dict[tuple[str, int, int], dict[str, Any]] = {}
     for seed in seeds:

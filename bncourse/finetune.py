@@ -20,6 +20,7 @@ target-domain test accuracy. The failure modes it exposes:
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -89,14 +90,18 @@ def shift_domain(x: np.ndarray) -> np.ndarray:
 
 def finetune_experiment(data: ImageData, seed: int, *, batch_sizes: tuple[int, ...] = (2, 32),
                         n_pretrain: int = 10_000, n_target: int = 512, finetune_epochs: int = 2,
-                        n_test: int = 2000) -> dict[tuple[str, int], float]:
+                        n_test: int = 2000, lr_rule: str = "linear") -> dict[tuple[str, int], float]:
     """Pretrain a 784-64-64-10 BN MLP on ``n_pretrain`` source images (1 epoch, SGD lr 0.05 with momentum 0.9,
     batch 64), then fine-tune a copy per strategy and batch size on ``n_target`` images of the shifted domain
-    (``finetune_epochs`` epochs, SGD lr ``0.02 * batch / 32`` with momentum 0.9).
+    (``finetune_epochs`` epochs, SGD with momentum 0.9 and learning rate ``0.02 * batch / 32``: every batch size
+    takes the same sum of learning rates per epoch, so the strategies are compared at equal training per sample;
+    ``lr_rule="sqrt"`` scales it as ``0.02 * sqrt(batch / 32)`` instead).
 
     Returns ``{(strategy, batch_size): accuracy}`` on the first ``n_test`` shifted test images (evaluation
     mode), plus ``("source model", 0)``: the pretrained model on the shifted test images before fine-tuning.
     """
+    if lr_rule not in ("sqrt", "linear"):
+        raise ValueError(f"lr_rule must be 'sqrt' or 'linear', got {lr_rule!r}")
     set_seed(seed)
     source = mlp([784, 64, 64, 10], norm="bn")
     train(source, (data.x_train[:n_pretrain], data.y_train[:n_pretrain]), epochs=1, batch_size=64, lr=0.05,
@@ -109,7 +114,8 @@ def finetune_experiment(data: ImageData, seed: int, *, batch_sizes: tuple[int, .
     for strategy in STRATEGIES:
         for bs in batch_sizes:
             model = prepare_finetune(source, strategy)
-            train(model, (x_tgt, y_tgt), epochs=finetune_epochs, batch_size=bs, lr=0.02 * bs / 32,
+            lr = 0.02 * (math.sqrt(bs / 32) if lr_rule == "sqrt" else bs / 32)
+            train(model, (x_tgt, y_tgt), epochs=finetune_epochs, batch_size=bs, lr=lr,
                   sgd_momentum=0.9, seed=seed + 1, progress=False)
             results[strategy, bs] = evaluate(model, x_test, y_test)[1]
     return results

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bncourse.state import is_batchnorm, preserved
+from bncourse.state import _cuda_devices, is_batchnorm, preserved
 
 __all__ = [
     "is_batchnorm",
@@ -76,8 +76,9 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
     copy in which every other sample is replaced by ``others`` (default: the other samples shifted
     by +5 and scaled by 3). Returns the largest absolute change of output ``index`` — exactly 0
     for a model whose predictions are per-sample (BatchNorm in eval mode), > 0 in train mode.
-    Both passes draw the same random numbers (so dropout alone does not count as dependence), and
-    the model's parameters, buffers, modes and the global RNG state are left unchanged.
+    Both passes draw the same random numbers (so dropout alone does not count as dependence): those
+    that the global torch generator gives next, so a seed set with :func:`bncourse.seeding.set_seed`
+    (which follows ``BNCOURSE_SEED_OFFSET``) decides them. The model's parameters, buffers, modes and the global RNG state are left unchanged.
     """
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"batch_dependence needs a batch of at least 2 samples, got shape {tuple(x.shape)}")
@@ -92,12 +93,12 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, index: int = 0,
         if others.shape != x2[mask].shape:
             raise ValueError(f"others must have shape {tuple(x2[mask].shape)}, got {tuple(others.shape)}")
         x2[mask] = others
-    # Same random stream for both passes, so dropout draws the same masks: only the batch differs.
+    # Same random stream for both passes, so dropout draws the same masks: only the batch differs. The
+    # stream is the caller's global one (seeded through bncourse.seeding, so it follows BNCOURSE_SEED_OFFSET),
+    # replayed for the second pass; `preserved` restores it afterwards.
     with preserved(model), torch.no_grad():
-        seed = int(torch.randint(0, 2**31 - 1, ()))
-        torch.manual_seed(seed)
-        y1 = model(x)[index]
-        torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=_cuda_devices(model)):    # the stream is rewound on exit
+            y1 = model(x)[index]
         y2 = model(x2)[index]
     return float((y1 - y2).abs().max())
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from bncourse.data import load_images
+from bncourse import claims
 from bncourse.finetune import STRATEGIES, StatsFrozenBatchNorm, finetune_experiment, prepare_finetune, shift_domain
 from bncourse.models import mlp
 from bncourse.pitfalls import FrozenBatchNorm
@@ -60,13 +61,25 @@ def test_finetune_claims_over_seeds():
         data = load_images("fashion-mnist", verbose=False)
     except FileNotFoundError:
         pytest.skip("Fashion-MNIST is not installed")
-    results = [finetune_experiment(data, seed) for seed in range(3)]
+    seeds = (0, 1, 2)
+    results = [finetune_experiment(data, seed) for seed in seeds]
     for r in results:
         assert set(r) == {("source model", 0)} | {(s, b) for s in STRATEGIES for b in (2, 32)}
-        # the shift breaks the source model: 0.10-0.28 over seeds 0-4 and 101-303, far below fine-tuned BN
-        assert r["source model", 0] < r["train", 32] - 0.3
-        # batch 32: adapting the statistics beats keeping the source ones
-        assert r["train", 32] > max(r["frozen stats", 32], r["frozen BN", 32]) + 0.1
-        # batch 2: trained BN loses much, frozen statistics do not suffer from the small batch
-        assert r["train", 2] < r["train", 32] - 0.1
-        assert r["frozen stats", 2] > r["frozen stats", 32] - 0.05
+    ft = {key: np.array([r[key] for r in results]) for key in results[0]}
+    # the chapter's claims, as statistics over the seeds (chapter 7 checks them on five seeds)
+    # the shift breaks the source model, far below fine-tuned BN
+    assert claims.greater("t-ft-adapt", "", ft["train", 32], ft["source model", 0], by=0.3, show=False).held
+    # batch 32: adapting the statistics beats keeping the source ones (the chapter's margin 0.1 needs its five
+    # seeds; with three, the interval is only asked to clear 0)
+    best_frozen = np.maximum(ft["frozen stats", 32], ft["frozen BN", 32])
+    assert claims.greater("t-ft-frozen", "", ft["train", 32], best_frozen, by=0.0, show=False).held
+    # batch 2 costs trained BN more than it costs frozen statistics (the chapter asks 0.1 more over five seeds)
+    assert claims.greater("t-ft-small", "", ft["train", 32] - ft["train", 2],
+                          ft["frozen stats", 32] - ft["frozen stats", 2], by=0.0, show=False).held
+    # trained BN loses at batch 2: its mean loss (three seeds are too few for the interval the chapter uses)
+    assert np.mean(ft["train", 32] - ft["train", 2]) > 0.05
+
+
+def test_finetune_learning_rate_rule_is_checked():
+    with pytest.raises(ValueError, match="lr_rule must be 'sqrt' or 'linear'"):
+        finetune_experiment(None, 0, lr_rule="cubic")
