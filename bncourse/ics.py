@@ -21,6 +21,7 @@ from bncourse.health import HealthMonitor
 from bncourse.history import History
 from bncourse.models import mlp
 from bncourse.recorders import module_outputs
+from bncourse.seeding import numpy_rng
 from bncourse.training import set_seed, train
 
 __all__ = ["HealthRun", "health_run", "FeatureShift", "batch_feature_shift", "class_batches"]
@@ -95,9 +96,10 @@ def batch_feature_shift(model: nn.Module, module: nn.Module, x_a: torch.Tensor, 
 def class_batches(data, class_a: int, class_b: int, size: int = 256,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_a, x_b, x_r1, x_r2)``, each (size, features): ``size`` test images of ``class_a``, of ``class_b``,
-    and two disjoint random batches of test images (any class)."""
+    and two disjoint random batches of test images (any class). The draws follow ``BNCOURSE_SEED_OFFSET``
+    (``bncourse.seeding.numpy_rng(seed)``)."""
     x, y = data.x_test, data.y_test
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     picks = []
     for k in (class_a, class_b):
         idx = np.flatnonzero(y == k)

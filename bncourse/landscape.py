@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bncourse.normalizers import frozen_noise
+from bncourse.seeding import torch_generator
 from bncourse.state import preserved
 
 __all__ = [
@@ -304,8 +305,9 @@ class LandscapeProbe:
     Use it as ``train(..., step_callback=probe)`` (it is called as ``probe(model, step, xb, yb)``
     after the optimizer step ``step``) and call ``probe(model, 0)`` once before training for the
     initial point.  Every ``every`` steps it draws a fresh mini-batch of ``batch_size`` samples
-    from ``(x, y)`` with its own generator (so the training run's batches and random draws are
-    untouched) and records, on that batch:
+    from ``(x, y)`` with its own generator, seeded with ``bncourse.seeding.shifted(seed)`` (so the
+    training run's batches and random draws are untouched, and ``BNCOURSE_SEED_OFFSET`` moves it
+    with them), and records, on that batch:
 
     * :func:`line_search` -> ``loss``, ``loss_range`` (and ``loss_min``, ``loss_max``), ``grad_predictiveness``,
       ``beta_smoothness``, ``grad_norm`` (lists, one entry per probe, at ``steps``);
@@ -344,7 +346,8 @@ class LandscapeProbe:
             raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
         if not 2 <= self.batch_size <= len(self.x):
             raise ValueError(f"batch_size must be in [2, {len(self.x)}], got {self.batch_size}")
-        self._gen = torch.Generator().manual_seed(int(self.seed))
+        # the probe's batches follow BNCOURSE_SEED_OFFSET like the training run's
+        self._gen = torch_generator(int(self.seed))
 
     def __call__(self, model: nn.Module, step: int, xb: Tensor | None = None,
                  yb: Tensor | None = None) -> None:
