@@ -42,3 +42,12 @@ def test_ghost_gap_experiment_follows_the_offset(monkeypatch, flat):
 def test_conv_norm_experiment_follows_the_offset(monkeypatch, images):
     _shifted_equals_plain(monkeypatch, lambda seed: conv_norm_experiment(
         images, seed, n_train=32, batch_size=8, n_val=64, channels=(2, 4)))
+
+
+def test_conv_norm_experiment_on_shifted_images(images):
+    r = conv_norm_experiment(images, 0, n_train=32, batch_size=8, n_val=64, channels=(2, 4), shift=3)
+    assert set(r) == {"none", "BatchNorm2d", "per position", "none shifted", "BatchNorm2d shifted",
+                      "per position shifted"}
+    assert all(0.0 <= v <= 1.0 for v in r.values())
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        conv_norm_experiment(images, 0, n_train=32, batch_size=8, n_val=64, channels=(2, 4), shift=-1)
