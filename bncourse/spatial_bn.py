@@ -67,13 +67,18 @@ def shift_equivariance_error(norm: nn.Module, x: torch.Tensor, shift: int = 1) -
 
 
 def conv_norm_experiment(data: ImageData, seed: int, *, n_train: int = 2000, batch_size: int = 16,
-                         epochs: int = 1, n_val: int = 2000,
-                         channels: tuple[int, ...] = (16, 32)) -> dict[str, float]:
+                         epochs: int = 1, n_val: int = 2000, lr: float = 0.05,
+                         channels: tuple[int, ...] = (16, 32), shift: int = 0) -> dict[str, float]:
     """Train ``small_cnn(channels=channels)`` without normalization, with ``BatchNorm2d`` and with
-    :class:`PerPositionBatchNorm` (SGD lr 0.05, momentum 0.9). ``data`` must hold images (``flatten=False``).
+    :class:`PerPositionBatchNorm` (SGD with learning rate ``lr``, momentum 0.9; the same seed, initialization
+    draws and batches for the three). ``data`` must hold images (``flatten=False``).
 
-    Returns ``{label: validation accuracy}`` for labels ``"none"``, ``"BatchNorm2d"``, ``"per position"``.
+    Returns ``{label: validation accuracy}`` for labels ``"none"``, ``"BatchNorm2d"``, ``"per position"``;
+    with ``shift > 0`` also ``{label + " shifted": accuracy}`` on the same validation images rolled by ``shift``
+    pixels to the right (a translation the per-channel network nearly ignores and the per-position one does not).
     """
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0, got {shift}")
     if data.x_train.ndim != 4:
         raise ValueError("conv_norm_experiment needs images of shape (n, 1, H, W): load_images(flatten=False)")
     x, y = data.x_train[:n_train], data.y_train[:n_train]
@@ -82,7 +87,9 @@ def conv_norm_experiment(data: ImageData, seed: int, *, n_train: int = 2000, bat
     for label, norm in (("none", None), ("BatchNorm2d", "bn"), ("per position", per_position_norm(hw))):
         set_seed(seed)
         model = small_cnn(tuple(data.x_train.shape[1:]), channels=channels, norm=norm)
-        train(model, (x, y), epochs=epochs, batch_size=batch_size, lr=0.05, sgd_momentum=0.9, seed=seed,
+        train(model, (x, y), epochs=epochs, batch_size=batch_size, lr=lr, sgd_momentum=0.9, seed=seed,
               progress=False)
         out[label] = evaluate(model, data.x_val[:n_val], data.y_val[:n_val])[1]
+        if shift:
+            out[f"{label} shifted"] = evaluate(model, np.roll(data.x_val[:n_val], shift, axis=3), data.y_val[:n_val])[1]
     return out
