@@ -1,6 +1,7 @@
 """Experiments of chapter 8 ("Beyond BatchNorm"): the normalization family and where BN fails.
 
 * :func:`make_norm` builds every layer of the family by name, so each experiment compares them by one string;
+  :func:`renorm_schedule` is Batch Renormalization's warm-up scaled to a run's length;
 * :func:`pooled_axes` / :func:`shared_statistics_mask` describe which entries of an (N, C, H, W) tensor share
   statistics under BN, LN, IN and GN (the "axis picture");
 * :func:`small_batch_accuracy` trains one small MLP at a given batch size on a fixed number of images;
@@ -28,10 +29,11 @@ from torch import Tensor, nn
 
 from bncourse import torch as bt
 from bncourse.seeding import set_seed, torch_generator
+from bncourse.torch.renorm import linear_ramp, paper_schedule
 
-__all__ = ["NORM_KINDS", "make_norm", "pooled_axes", "shared_statistics_mask", "values_per_statistic",
-           "batch_mean_noise", "small_batch_accuracy", "token_norm", "neighbour_sensitivity", "batch_mean_spread",
-           "RESIDUAL_VARIANTS", "residual_mlp", "residual_stream_variance", "train_residual", "generator"]
+__all__ = ["NORM_KINDS", "make_norm", "renorm_schedule", "RENORM_PAPER_STEPS", "pooled_axes",
+           "shared_statistics_mask", "values_per_statistic", "batch_mean_noise", "small_batch_accuracy",
+           "token_norm", "neighbour_sensitivity", "batch_mean_spread", "RESIDUAL_VARIANTS", "residual_mlp", "residual_stream_variance", "train_residual", "generator"]
 
 #: Names accepted by :func:`make_norm`.
 NORM_KINDS = ("none", "bn", "brn", "gn", "ln", "in", "rms")
@@ -42,17 +44,34 @@ NORM_KINDS = ("none", "bn", "brn", "gn", "ln", "in", "rms")
 generator = torch_generator
 
 
-def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -> nn.Module:
+#: The paper's training length that :func:`renorm_schedule` maps onto a run: twice the step (40k) at which the
+#: paper's ``r_max`` reaches 3, so that the relaxation ends at half the run.
+RENORM_PAPER_STEPS = 80_000
+
+
+def renorm_schedule(total_steps: int) -> dict[str, linear_ramp]:
+    """Batch Renormalization's warm-up (Ioffe 2017, :func:`bncourse.torch.renorm.paper_schedule`) scaled to a
+    run of ``total_steps`` steps: plain BN (r_max = 1, d_max = 0) for the first 1/16 of the steps, then d_max
+    relaxed to 5 by 31 % and r_max to 3 by 50 % of the run. Returns ``{"r_max": ..., "d_max": ...}``."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    return paper_schedule(scale=total_steps / RENORM_PAPER_STEPS)
+
+
+def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1,
+              renorm_steps: int | None = None) -> nn.Module:
     """One normalization layer of the family, by name, from ``bncourse.torch``.
 
     Args:
-        kind: ``"none"`` (identity), ``"bn"`` (BatchNorm), ``"brn"`` (Batch Renormalization with
-            r_max = 1.5, d_max = 0.5 from the first step), ``"gn"`` (GroupNorm with ``groups`` groups),
+        kind: ``"none"`` (identity), ``"bn"`` (BatchNorm), ``"brn"`` (Batch Renormalization: with the warm-up
+            of :func:`renorm_schedule` when ``renorm_steps`` is given, otherwise with r_max = 1.5, d_max = 0.5
+            from the first step), ``"gn"`` (GroupNorm with ``groups`` groups),
             ``"ln"`` (LayerNorm over all features; over (C, H, W) for ``dims=2``), ``"in"`` (InstanceNorm,
             ``dims=2`` only) or ``"rms"`` (RMSNorm over the last axis).
         num_features: C, the number of features (dims=1: input (N, C)) or channels (dims=2: (N, C, H, W)).
         groups: number of groups of ``"gn"``; must divide ``num_features``.
         dims: 1 for (N, C) inputs, 2 for (N, C, H, W).
+        renorm_steps: for ``"brn"``, the length of the run its warm-up is scaled to.
     """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims}")
@@ -60,9 +79,11 @@ def make_norm(kind: str, num_features: int, *, groups: int = 8, dims: int = 1) -
         return nn.Identity()
     if kind == "bn":
         return bt.BatchNorm1d(num_features) if dims == 1 else bt.BatchNorm2d(num_features)
-    if kind == "brn":   # fixed limits r_max = 1.5, d_max = 0.5: the Group Normalization paper's BRN setting
+    if kind == "brn":
         layer = bt.BatchRenorm1d if dims == 1 else bt.BatchRenorm2d
-        return layer(num_features, r_max=1.5, d_max=0.5)
+        if renorm_steps is not None:
+            return layer(num_features, **renorm_schedule(renorm_steps))
+        return layer(num_features, r_max=1.5, d_max=0.5)   # the Group Normalization paper's fixed limits
     if kind == "gn":
         return bt.GroupNorm(groups, num_features)
     if kind == "ln":
@@ -157,7 +178,7 @@ def batch_mean_noise(features: Tensor, batch_size: int, *, draws: int = 500, see
 
 def small_batch_accuracy(kind: str, batch_size: int, x: Tensor, y: Tensor, x_eval: Tensor, y_eval: Tensor, *,
                          n_images: int = 3000, width: int = 64, lr: float = 0.05, groups: int = 8,
-                         seed: int = 0) -> float:
+                         renorm_warmup: bool = True, seed: int = 0) -> float:
     """Accuracy (eval mode) of a 784-width-width-10 ReLU MLP trained once over ``n_images`` images.
 
     Every batch size sees the same images (one pass, ``n_images // batch_size`` steps), with SGD, momentum 0.9
@@ -165,7 +186,8 @@ def small_batch_accuracy(kind: str, batch_size: int, x: Tensor, y: Tensor, x_eva
     Linear (no bias) and its ReLU.
 
     Args:
-        kind: a name of :func:`make_norm` (dims=1).
+        kind: a name of :func:`make_norm` (dims=1); ``"brn"`` runs with the warm-up of :func:`renorm_schedule`
+            scaled to the run's ``n_images // batch_size`` steps, or with fixed limits if not ``renorm_warmup``.
         x, y: training images (n, 784) float32 and labels (n,) int64; x_eval, y_eval: evaluation set.
     """
     if batch_size < 2 or batch_size > n_images:
@@ -173,7 +195,9 @@ def small_batch_accuracy(kind: str, batch_size: int, x: Tensor, y: Tensor, x_eva
     from bncourse.models import mlp
 
     set_seed(seed)
-    model = mlp([x.shape[1], width, width, 10], norm=lambda w: make_norm(kind, w, groups=groups),
+    renorm_steps = n_images // batch_size if renorm_warmup else None
+    model = mlp([x.shape[1], width, width, 10], norm=lambda w: make_norm(kind, w, groups=groups,
+                                                                         renorm_steps=renorm_steps),
                 bias=kind == "none")
     opt = torch.optim.SGD(model.parameters(), lr=lr * math.sqrt(batch_size / 32), momentum=0.9)
     order = torch.randperm(len(x), generator=generator(seed))[:n_images]

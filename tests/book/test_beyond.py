@@ -38,6 +38,22 @@ def test_make_norm_settings():
     assert beyond.make_norm("gn", 16, groups=4).num_groups == 4
     assert beyond.make_norm("ln", 16, dims=2).num_groups == 1          # LayerNorm over (C, H, W)
     assert beyond.make_norm("brn", 8).limits() == (1.5, 0.5)
+    warm = beyond.make_norm("brn", 8, renorm_steps=1600)
+    assert warm.limits() == (1.0, 0.0)                                  # plain BN at the start of the warm-up
+
+
+def test_renorm_schedule_is_the_papers_warm_up_scaled_to_the_run():
+    """Plain BN for the first 1/16 of the run, d_max = 5 from 5/16, r_max = 3 from half of it (the paper's
+    5k, 25k and 40k steps of 80k)."""
+    total = 1600
+    sched = beyond.renorm_schedule(total)
+    r_max, d_max = sched["r_max"], sched["d_max"]
+    assert (r_max(0), d_max(0)) == (1.0, 0.0) and (r_max(100), d_max(100)) == (1.0, 0.0)
+    assert 1.0 < r_max(101) < 3.0 and 0.0 < d_max(101) < 5.0
+    assert d_max(500) == 5.0 and r_max(500) < 3.0 and r_max(800) == 3.0 and r_max(total) == 3.0
+    assert r_max(450) == pytest.approx(1.0 + 2.0 * (450 - 100) / 700)
+    with pytest.raises(ValueError, match="total_steps"):
+        beyond.renorm_schedule(0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -238,10 +254,10 @@ def test_unnormalized_deep_residual_net_diverges(digits):
 def test_row_rnn_shapes_and_layers():
     x = recurrent.as_rows(torch.rand(5, 64), side=8)
     assert x.shape == (5, 8, 8)
-    for norm, count in [("none", 1), ("ln", 1), ("bn_shared", 1), ("bn_step", 8)]:
+    for norm, count in [("none", 1), ("ln", 1), ("bn_shared", 1), ("bn_step", 8), ("bn_rec", 2)]:
         model = recurrent.RowRNN(norm, n_in=8, hidden=6, steps=8)
         assert len(model.norms) == count and model(x).shape == (5, 10)
-        assert model.preactivations(x).shape == (5, 8, 6)
+        assert model.preactivations(x).shape == (5, 8, 12 if norm == "bn_rec" else 6)
     model = recurrent.RowRNN("bn_step", n_in=8, hidden=6, steps=8)
     assert model.norm_at(20) is model.norms[7]                                        # beyond T: the last step's
     model.extend_steps(10)
