@@ -53,7 +53,7 @@ slow: setup
 notebooks: setup
 	$(PYTEST) --nbval-lax -p no:cacheprovider book
 
-site-test: setup
+site-test: assets
 	BNCOURSE_REQUIRE_SITE=1 $(PYTEST) tests -m site
 
 # A learner's first run: a fresh venv with bncourse from a built wheel, no packaged data, an empty cache and a

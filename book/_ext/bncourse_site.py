@@ -72,7 +72,8 @@ def _without_anywidgets(app, context: dict[str, Any]) -> None:
             attributes["body"] = json.dumps({**state, "state": kept}).replace("</", "<\\/")
             scripts[i] = type(js)(js.filename, priority=js.priority, **attributes)
         else:
-            embedder = set(app.config.nb_ipywidgets_js or {})
+            # Sphinx holds the static files as "_static/<path>"
+            embedder = {f"_static/{path}" for path in app.config.nb_ipywidgets_js or {}}
             scripts[:] = [x for j, x in enumerate(scripts) if j != i and str(getattr(x, "filename", x)) not in embedder]
         return
 
