@@ -546,7 +546,8 @@ def test_page_has_no_serious_accessibility_violations(browser, server, rel, them
             pytest.fail(msg)
         pytest.skip(msg)
     context = browser.new_context()
-    context.add_init_script(f"try {{ localStorage.setItem('theme', '{theme}'); }} catch (e) {{}}")
+    # the theme's colour-mode switch keeps the reader's choice in localStorage "mode"
+    context.add_init_script(f"try {{ localStorage.setItem('mode', '{theme}'); }} catch (e) {{}}")
     page = context.new_page()
     try:
         page.set_default_timeout(60_000)

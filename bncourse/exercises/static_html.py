@@ -155,12 +155,28 @@ def _buttons(q: Question) -> str:
     return f'<div><button type="button" class="bnc-check">Check</button>{hint}</div>'
 
 
+def _spoken_name(text: str) -> str:
+    """An ``aria-label`` for an option that holds math (empty when it holds none).
+
+    Typeset math is exposed to assistive technology as MathML, which does not give a form control a name:
+    an option made of math only would be an unnamed radio button or checkbox. The label is the text with the
+    TeX source of the math, its backslashes dropped (``$\\gamma$`` reads "gamma").
+    """
+    segments = markup.parse(text)
+    if not any(kind in ("math", "displaymath") for kind, _ in segments):
+        return ""
+    words = [body.replace("\\", "") if kind in ("math", "displaymath") else body
+             for kind, body in segments if kind not in ("open", "close")]
+    return f' aria-label="{html.escape(" ".join("".join(words).split()), quote=True)}"'
+
+
 @renderers.static(MultipleChoice)
 def render_multiple_choice(q: MultipleChoice) -> str:
     kind = "checkbox" if q.multi else "radio"
     group = f"bnc-{q.id}-{next(_counter)}"
     options = "".join(
-        f'<label><input type="{kind}" name="{html.escape(group)}" value="{i}">{markup.to_html(opt)}</label>'
+        f'<label><input type="{kind}" name="{html.escape(group)}" value="{i}"{_spoken_name(opt)}>'
+        f'{markup.to_html(opt)}</label>'
         for i, opt in enumerate(q.options))
     body = (f'<div class="bnc-options" role="group">{options}</div>{_buttons(q)}'
             f'<div class="bnc-feedback" aria-live="polite" hidden>{_messages(q.message_parts())}</div>')

@@ -12,6 +12,7 @@
   models. The site never shows those views (it shows the ``text/html``), and the ipywidgets embedder would try
   to fetch the ``anywidget`` front end from a CDN: their models are dropped from the page's widget state, and
   when nothing is left, so are the state and the embedder's scripts.
+* ``bnc_a11y.js`` (every page) repairs the theme's markup where axe-core reports serious WCAG 2.1 violations.
 * Self-check progress: the ids of every page's self-checks (multiple choice and numeric quizzes) are
   collected while reading; the page holding ``<div data-bnc-progress>`` (the landing page) gets them as JSON
   and ``bnc_progress.js``, which counts the answers kept in the browser's ``localStorage`` (nothing is sent).
@@ -132,6 +133,8 @@ def _merge_quizzes(app, env, docnames, other) -> None:
 
 
 def setup(app) -> dict[str, Any]:
+    # repairs of the theme's markup that axe-core flags (see the file)
+    app.add_js_file("bnc_a11y.js")
     app.connect("doctree-read", _collect_quizzes)
     app.connect("env-purge-doc", _purge_quizzes)
     app.connect("env-merge-info", _merge_quizzes)
