@@ -125,7 +125,7 @@ def _number(name: str, value: Any, lo: float, hi: float, *, integer: bool = Fals
 
 
 def bn_explorer(**values: float) -> Explorer:
-    """The BatchNorm explorer of chapter 4, starting from ``values`` (the defaults of :data:`BN_DEFAULTS`).
+    """The BatchNorm explorer of chapter 4, starting from ``values`` (the defaults of ``BN_DEFAULTS``).
 
     Keyword arguments (each a slider): ``batch_size`` (2..64), ``momentum`` (0..1, torch's convention: the
     weight of the new batch statistic), ``gamma`` and ``beta`` (-3..3), ``eps`` (1e-8..1), ``shift`` (-5..5)
