@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Executed notebooks of the website carry no widget state: no tqdm widgets there.
 export BNCOURSE_PROGRESS := 0
 
-.PHONY: setup book test unit notebooks site-test learner-test slow assets bench clean strip sync-repository
+.PHONY: setup book pdf test unit notebooks site-test learner-test slow assets bench clean strip sync-repository
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== setup: virtual environment in $(VENV)"
@@ -41,6 +41,13 @@ book: assets
 	$(JB) build . -W -n --keep-going
 	@echo "The website is in _build/html: open _build/html/index.html, or serve it with"
 	@echo "  $(PY) -m http.server -d _build/html 8000   and browse http://127.0.0.1:8000"
+
+# The whole course as one PDF, _build/latex/book.pdf: Sphinx's LaTeX builder through XeLaTeX (xeCJK and Noto CJK
+# for the glossary's Korean). Installs Debian's TeX Live the first time (about 180 MB); executes every chapter.
+pdf: setup
+	@BNCOURSE_PDF=1 bash scripts/setup_system.sh
+	$(JB) build . --builder pdflatex
+	@echo "The PDF is _build/latex/book.pdf"
 
 unit: setup
 	$(PYTEST) tests -m "not site and not slow"

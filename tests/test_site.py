@@ -161,7 +161,7 @@ IMAGES_JS = """async () => {
     const imgs = Array.from(document.images);
     for (const img of imgs) { img.loading = 'eager'; }
     await Promise.all(imgs.map(img => img.decode().catch(() => null)));
-    return imgs.map(img => ({src: img.currentSrc || img.src, w: img.naturalWidth}));
+    return imgs.map(img => ({src: img.currentSrc || img.src, w: img.naturalWidth, alt: img.getAttribute('alt')}));
 }"""
 
 
@@ -194,6 +194,9 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         # (e.g. MPLBACKEND=Agg exported to the kernels) and the chapter was published without them
         figures = [i for i in images if "/_images/" in i["src"] or i["src"].startswith("data:image")]
         assert len(figures) >= 2, f"{rel}: expected the chapter's figures, found {len(figures)} images"
+        # each figure is described in words (bncourse.setup_chapter): not its file name
+        unnamed = [i["src"] for i in figures if not (i["alt"] or "").strip() or re.search(r"\.(png|svg|jpe?g)$", i["alt"])]
+        assert not unnamed, f"{rel}: figures without alt text: {unnamed[:3]}"
 
 
 def _feedback(quiz):

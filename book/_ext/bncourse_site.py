@@ -12,6 +12,10 @@
   models. The site never shows those views (it shows the ``text/html``), and the ipywidgets embedder would try
   to fetch the ``anywidget`` front end from a CDN: their models are dropped from the page's widget state, and
   when nothing is left, so are the state and the embedder's scripts.
+* Figures' alt text: ``bncourse.setup_chapter()`` makes the kernel describe every inline figure in its output's
+  metadata (``{"image/png": {"alt": ...}}``, from the titles, axis labels and legend); myst-nb reads only
+  width and height from there, so its image rendering is wrapped to use that ``alt`` too (unless the cell sets
+  one). Without it the image's alt text would be its file name.
 * ``bnc_a11y.js`` (every page) repairs the theme's markup where axe-core reports serious WCAG 2.1 violations.
 * Self-check progress: the ids of every page's self-checks (multiple choice and numeric quizzes) are
   collected while reading; the page holding ``<div data-bnc-progress>`` (the landing page) gets them as JSON
@@ -132,7 +136,28 @@ def _merge_quizzes(app, env, docnames, other) -> None:
     env.bncourse_quizzes.update({d: q for d, q in getattr(other, "bncourse_quizzes", {}).items() if d in docnames})
 
 
+def _alt_text_from_output_metadata() -> None:
+    from myst_nb.core.render import NbElementRenderer
+
+    original = NbElementRenderer.render_image
+    if getattr(original, "_bncourse_alt", False):
+        return
+
+    def render_image(self, data) -> list[nodes.Element]:
+        rendered = original(self, data)
+        alt = (data.output_metadata.get(data.mime_type) or {}).get("alt")
+        if isinstance(alt, str) and alt.strip():
+            for node in rendered:
+                if isinstance(node, nodes.image) and not node.get("alt"):
+                    node["alt"] = alt.strip()
+        return rendered
+
+    render_image._bncourse_alt = True
+    NbElementRenderer.render_image = render_image
+
+
 def setup(app) -> dict[str, Any]:
+    _alt_text_from_output_metadata()
     # repairs of the theme's markup that axe-core flags (see the file)
     app.add_js_file("bnc_a11y.js")
     app.connect("doctree-read", _collect_quizzes)
