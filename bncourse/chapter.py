@@ -43,8 +43,8 @@ def figure_alt_text(fig) -> str:
     """A text description of a Matplotlib figure from its titles, axis labels and legend entries.
 
     For example ``"Figure: running mean over 100 steps (x: step; y: running mean; lines: momentum 0.1,
-    momentum 0.01)"``; panels are separated by `` | ``. A figure with no text at all is described by its
-    number of panels.
+    momentum 0.01)"``; panels are separated by a vertical bar. A figure with no text at all is described by
+    its number of panels.
     """
     panels = []
     for ax in fig.axes:
