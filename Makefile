@@ -24,7 +24,7 @@ STRICT := BNCOURSE_STRICT_CLAIMS=1
 # (to simulate a CPU for the whole run) keeps its own.
 OTHER_CPU ?= $(if $(ATEN_CPU_CAPABILITY),,ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE)
 
-.PHONY: setup book test unit notebooks site-test learner-test slow assets bench clean strip sync-repository
+.PHONY: setup book pdf test unit notebooks site-test learner-test slow assets bench clean strip sync-repository
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== setup: virtual environment in $(VENV)"
@@ -49,6 +49,13 @@ book: assets
 	@echo "The website is in _build/html: open _build/html/index.html, or serve it with"
 	@echo "  $(PY) -m http.server -d _build/html 8000   and browse http://127.0.0.1:8000"
 
+# The whole course as one PDF, _build/latex/book.pdf: Sphinx's LaTeX builder through XeLaTeX (xeCJK and Noto CJK
+# for the glossary's Korean). Installs Debian's TeX Live the first time (about 180 MB); executes every chapter.
+pdf: setup
+	@BNCOURSE_PDF=1 bash scripts/setup_system.sh
+	$(JB) build . --builder pdflatex
+	@echo "The PDF is _build/latex/book.pdf"
+
 unit: setup
 	$(STRICT) $(PYTEST) tests -m "not site and not slow"
 
@@ -61,7 +68,7 @@ slow: setup
 notebooks: setup
 	$(STRICT) $(OTHER_CPU) $(PYTEST) --nbval-lax -p no:cacheprovider book
 
-site-test: setup
+site-test: assets
 	$(STRICT) BNCOURSE_REQUIRE_SITE=1 $(PYTEST) tests -m site
 
 # A learner's first run: a fresh venv with bncourse from a built wheel, no packaged data, an empty cache and a

@@ -9,7 +9,11 @@ Fetches, with ``npm pack`` (tarballs from the npm registry; no install scripts r
 - ``@jupyter-widgets/html-manager@1.0.6``: renders saved ipywidget views (``dist/embed-amd.js`` and its
   chunks and icon fonts, without source maps);
 
-into ``book/_static/vendor/<name>/`` (git-ignored; listed in ``html_static_path`` by ``_config.yml``, so it is
+into ``book/_static/vendor/<name>/``; and, for the tests only (not part of the website),
+
+- ``axe-core@4.14.1``: the accessibility checker that the site test injects into every page (``axe.min.js``),
+
+into ``tests/_vendor/<name>/`` (git-ignored; listed in ``html_static_path`` by ``_config.yml``, so it is
 served from ``_build/html/_static/vendor/<name>/``). Idempotent: a package whose marker file
 ``.vendored-<version>`` is present is skipped, so a second run makes no network request.
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DEST = ROOT / "book" / "_static" / "vendor"
+TEST_DEST = ROOT / "tests" / "_vendor"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Asset:
     keep: tuple[str, ...]  # paths (relative to the package root) to keep; folders are kept whole
     drop: tuple[str, ...] = ()  # glob patterns (relative to the package root) removed after extraction
     check: str = ""  # a file that must exist afterwards
+    for_tests: bool = False  # vendored into TEST_DEST (not served by the website)
 
     @property
     def version(self) -> str:
@@ -63,6 +69,8 @@ ASSETS = (
         drop=("dist/*.map", "dist/embed.js", "dist/embed.js.LICENSE.txt"),
         check="dist/embed-amd.js",
     ),
+    Asset(spec="axe-core@4.14.1", folder="axe-core", keep=("axe.min.js", "LICENSE"), check="axe.min.js",
+          for_tests=True),
 )
 
 
@@ -127,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         for asset in ASSETS:
-            print("assets:", vendor(asset, args.dest.resolve(), force=args.force))
+            dest = TEST_DEST if asset.for_tests else args.dest.resolve()
+            print("assets:", vendor(asset, dest, force=args.force))
     except (RuntimeError, OSError) as exc:
         print(f"assets: ERROR: {exc}", file=sys.stderr)
         return 1

@@ -161,7 +161,7 @@ IMAGES_JS = """async () => {
     const imgs = Array.from(document.images);
     for (const img of imgs) { img.loading = 'eager'; }
     await Promise.all(imgs.map(img => img.decode().catch(() => null)));
-    return imgs.map(img => ({src: img.currentSrc || img.src, w: img.naturalWidth}));
+    return imgs.map(img => ({src: img.currentSrc || img.src, w: img.naturalWidth, alt: img.getAttribute('alt')}));
 }"""
 
 
@@ -194,6 +194,9 @@ def test_page_is_offline_typeset_and_clean(browser, server, rel):
         # (e.g. MPLBACKEND=Agg exported to the kernels) and the chapter was published without them
         figures = [i for i in images if "/_images/" in i["src"] or i["src"].startswith("data:image")]
         assert len(figures) >= 2, f"{rel}: expected the chapter's figures, found {len(figures)} images"
+        # each figure is described in words (bncourse.setup_chapter): not its file name
+        unnamed = [i["src"] for i in figures if not (i["alt"] or "").strip() or re.search(r"\.(png|svg|jpe?g)$", i["alt"])]
+        assert not unnamed, f"{rel}: figures without alt text: {unnamed[:3]}"
 
 
 def _feedback(quiz):
@@ -349,3 +352,215 @@ def test_quiz_script_reads_numbers_exactly_like_the_python_grader(chromium, tmp_
         assert not errors, errors
     finally:
         page.close()
+
+
+# ----- the explorers, driven through their test interfaces ----------------------------------------------------
+CH4, CH8, INTRO = "book/ch4_batchnorm_algorithm.html", "book/ch8_beyond_batchnorm.html", "book/intro.html"
+BN_CONTROLS = ["batch_size", "momentum", "gamma", "beta", "eps", "shift", "scale", "steps"]
+
+SET_JS = """([root, name, value]) => {
+    const input = document.querySelector(`[${root}] [name='${name}']`);
+    input.value = String(value);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    return JSON.parse(document.querySelector(`[${root}]`).getAttribute('data-state'));
+}"""
+
+
+def _state(page, root: str) -> dict:
+    return json.loads(page.locator(f"[{root}]").get_attribute("data-state"))
+
+
+def _numpy_bn(page, state: dict):
+    """The batches the page drew for ``state`` (the module's seeded generator), through bncourse.numpy."""
+    import numpy as np
+
+    from bncourse.numpy import BatchNorm
+
+    sim = page.evaluate("async (p) => (await import('../_static/bn_explorer.js')).simulate(p)",
+                        {k: state[k] for k in BN_CONTROLS})
+    bn = BatchNorm(1, eps=state["eps"], momentum=state["momentum"], dtype=np.float64)
+    bn.weight[:], bn.bias[:] = state["gamma"], state["beta"]
+    for x in sim["batches"]:
+        y = bn(np.array(x)[:, None])[:, 0]
+    bn.eval()
+    y_eval = bn(np.array(sim["eval_in"])[:, None])[:, 0]
+    return bn, y, y_eval
+
+
+def test_bn_explorer_runs_on_the_page_like_bncourse_numpy(browser, server):
+    import numpy as np
+
+    if not (SITE / CH4).is_file():
+        pytest.skip(f"no {CH4} in the built site")
+    context = browser.new_context()
+    page = context.new_page()
+    log = PageLog(page, server)
+    try:
+        page.goto(f"{server}/{CH4}", wait_until="load")
+        root = page.locator("[data-bn-explorer]")
+        root.locator("svg").first.wait_for()
+        assert root.count() == 1
+        for name in BN_CONTROLS:
+            control = root.locator(f"input[type='range'][name='{name}']")
+            assert control.count() == 1, name
+            label = root.locator(f"label[for='{control.get_attribute('id')}']")
+            assert label.count() == 1 and label.inner_text().strip(), f"{name} has no label"
+        state = initial = _state(page, "data-bn-explorer")
+        assert {k: state[k] for k in BN_CONTROLS} == {"batch_size": 8, "momentum": 0.1, "gamma": 1, "beta": 0,
+                                                      "eps": 1e-5, "shift": 3, "scale": 2, "steps": 30}
+        for name, value in [("batch_size", 2), ("gamma", -2), ("beta", 1), ("eps", -8), ("steps", 3)]:
+            state = page.evaluate(SET_JS, ["data-bn-explorer", name, value])
+        assert state["batch_size"] == 2 and state["eps"] == 1e-8 and state["steps"] == 3
+        # a batch of 2: every training output is beta +- |gamma|
+        assert abs(state["train_out_mean"] - 1) < 1e-9 and abs(state["train_out_std"] - 2) < 1e-6, state
+        bn, y, y_eval = _numpy_bn(page, state)
+        np.testing.assert_allclose(sorted(y), [-1, 3], atol=1e-6)
+        for key, want in [("running_mean", bn.running_mean[0]), ("running_var", bn.running_var[0]),
+                          ("train_out_mean", y.mean()), ("train_out_std", y.std()),
+                          ("eval_out_mean", y_eval.mean()), ("eval_out_std", y_eval.std())]:
+            np.testing.assert_allclose(state[key], want, rtol=1e-12, atol=1e-12, err_msg=key)
+        # few steps: the running statistics are still near (0, 1), far from the input's (3, 4): a train/eval gap
+        assert abs(state["eval_out_mean"] - state["beta"]) > 1
+        before = page.locator("[data-bn-explorer] svg").first.inner_html()
+        # keyboard: Tab reaches the sliders, arrows move them, the focus is visible
+        root.locator("input[name='scale']").focus()
+        page.keyboard.press("Tab")
+        slider = root.locator("input[name='steps']")
+        assert slider.evaluate("e => e === document.activeElement")
+        page.keyboard.press("ArrowRight")
+        assert _state(page, "data-bn-explorer")["steps"] == 4
+        outline = slider.evaluate("e => getComputedStyle(e).outlineStyle + ' ' + getComputedStyle(e).outlineWidth")
+        assert not outline.startswith("none") and not outline.endswith(" 0px"), outline
+        assert page.locator("[data-bn-explorer] svg").first.inner_html() != before
+        # a reload draws the same batches: the same picture as the first visit
+        page.reload(wait_until="load")
+        root.locator("svg").first.wait_for()
+        assert _state(page, "data-bn-explorer") == initial
+    finally:
+        context.close()
+    assert not log.foreign and not log.failed and not log.errors, (log.foreign, log.failed, log.errors)
+
+
+def test_norm_axes_picker_agrees_with_beyond(browser, server):
+    from bncourse import beyond
+
+    if not (SITE / CH8).is_file():
+        pytest.skip(f"no {CH8} in the built site")
+    page, log = open_page(browser, server, CH8)
+    try:
+        root = page.locator("[data-norm-axes]")
+        root.locator("svg").wait_for()
+        assert root.locator("select[name='kind']").count() == 1
+        assert root.locator("input[type='range'][name='groups']").count() == 1
+        for kind in ("bn", "ln", "in", "gn"):
+            root.locator("select[name='kind']").select_option(kind)
+            for groups in (1, 2, 4):
+                state = page.evaluate(SET_JS, ["data-norm-axes", "groups", groups])
+                n, c, h, w = state["shape"]
+                assert state["kind"] == kind and state["groups"] == groups
+                mask = beyond.shared_statistics_mask(kind, n, c, groups=groups)
+                assert state["shared_with_first"] == mask.sum() * h * w, state
+                assert state["values_per_statistic"] == beyond.values_per_statistic(kind, state["shape"],
+                                                                                    groups=groups)
+                lit = root.locator("rect.bna-on").count()
+                assert lit == state["shared_with_chosen"], (lit, state)
+        state = page.evaluate(SET_JS, ["data-norm-axes", "groups", 3])   # 3 does not divide C = 4: snapped
+        assert state["shape"][1] % state["groups"] == 0
+        # keyboard: the select changes with the arrow keys
+        root.locator("select[name='kind']").focus()
+        page.keyboard.press("Home")
+        assert _state(page, "data-norm-axes")["kind"] == "bn"
+    finally:
+        page.close()
+    assert not log.foreign and not log.failed and not log.errors, (log.foreign, log.failed, log.errors)
+
+
+# ----- progress: answers kept in this browser, counted on the landing page ----------------------------------
+def test_quiz_progress_survives_a_reload_and_is_counted(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    log = PageLog(page, server)
+    sent: list[str] = []
+    page.on("request", lambda r: r.method != "GET" and sent.append(f"{r.method} {r.url}"))
+    try:
+        page.goto(f"{server}/{DEMO}", wait_until="load")
+        single = page.locator(".bnc-quiz[data-bnc-id='demo-minmax']")
+        single.locator("input[value='0']").check()
+        single.locator("button.bnc-check").click()
+        assert _feedback(single)[0] == "right"
+        num = page.locator(".bnc-quiz[data-bnc-id='demo-epoch-time']")
+        num.locator("input.bnc-number").fill("150")
+        num.locator("button.bnc-check").click()
+        assert _feedback(num)[0] == "wrong"
+
+        page.reload(wait_until="load")
+        single = page.locator(".bnc-quiz[data-bnc-id='demo-minmax']")
+        assert single.locator("input[value='0']").is_checked()
+        assert _feedback(single)[0] == "right" and single.locator(".bnc-feedback").is_visible()
+        num = page.locator(".bnc-quiz[data-bnc-id='demo-epoch-time']")
+        assert num.locator("input.bnc-number").input_value() == "150" and _feedback(num)[0] == "wrong"
+
+        page.goto(f"{server}/{INTRO}", wait_until="load")
+        progress = page.locator("[data-bnc-progress]")
+        progress.locator("table").wait_for()
+        row = progress.locator("tr[data-bnc-page$='/book/self_check_demo.html']")
+        assert row.get_attribute("data-bnc-done") == "1" and row.get_attribute("data-bnc-total") == "3"
+        assert "1 of 3" in row.inner_text()
+        # one row per page with self-checks, each with the number of its quizzes
+        with_quizzes = {}
+        for f in SITE.rglob("*.html"):
+            n = len(set(re.findall(r'class="bnc-quiz bnc-(?:mc|numeric)"[^>]*data-bnc-id="([^"]+)"',
+                                   f.read_text(encoding="utf-8"))))
+            if n:
+                with_quizzes["/" + f.relative_to(SITE).as_posix()] = str(n)
+        rows = progress.locator("tbody tr")
+        shown = {rows.nth(i).get_attribute("data-bnc-page"): rows.nth(i).get_attribute("data-bnc-total")
+                 for i in range(rows.count())}
+        assert shown == with_quizzes
+        progress.locator("button.bnc-progress-reset").click()
+        assert progress.get_attribute("data-bnc-done") == "0"
+        page.goto(f"{server}/{DEMO}", wait_until="load")
+        single = page.locator(".bnc-quiz[data-bnc-id='demo-minmax']")
+        assert not single.locator("input[value='0']").is_checked()
+        assert single.locator(".bnc-feedback").is_hidden()
+    finally:
+        context.close()
+    assert not sent, f"progress must not be sent anywhere: {sent}"
+    assert not log.foreign and not log.failed and not log.errors, (log.foreign, log.failed, log.errors)
+
+
+# ----- accessibility: axe-core on every page, light and dark -------------------------------------------------
+AXE = ROOT / "tests" / "_vendor" / "axe-core" / "axe.min.js"
+AXE_RUN_JS = """async () => {
+    const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+                                       resultTypes: ['violations']});
+    return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => ({
+        id: v.id, impact: v.impact, count: v.nodes.length,
+        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' -- ' + (n.failureSummary || '').slice(0, 300))}));
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("rel", pages())
+def test_page_has_no_serious_accessibility_violations(browser, server, rel, theme):
+    if not AXE.is_file():
+        msg = f"axe-core is not vendored at {AXE} (run scripts/vendor_assets.py)"
+        if REQUIRE:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    context = browser.new_context()
+    # the theme's colour-mode switch keeps the reader's choice in localStorage "mode"
+    context.add_init_script(f"try {{ localStorage.setItem('mode', '{theme}'); }} catch (e) {{}}")
+    page = context.new_page()
+    try:
+        page.set_default_timeout(60_000)
+        page.goto(f"{server}/{rel}", wait_until="load")
+        page.wait_for_load_state("networkidle")
+        page.evaluate("""async () => {
+            if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise; }""")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == theme
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate(AXE_RUN_JS)
+    finally:
+        context.close()
+    assert not violations, f"{rel} ({theme}): " + json.dumps(violations, indent=1, ensure_ascii=False)

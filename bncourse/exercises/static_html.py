@@ -6,6 +6,11 @@ and hidden; the script only decides which parts to show and echoes the learner's
 Math in any text becomes ``<span class="math">\\(...\\)</span>``, which the page's MathJax typesets.
 Code exercises show the task, hints and a collapsible solution, and how to check code live. Typed numbers are
 read by ``numeric_answer``'s JavaScript, the same grammar as the Python grader's.
+
+The last answer checked is kept in the browser's ``localStorage``, per page (key ``bncourse-progress:<path>``,
+one entry per question id), and shown again on the next visit; the landing page counts the questions answered
+right. Nothing is sent anywhere. Colours come from the website theme's CSS variables (light and dark), with
+light fallbacks elsewhere.
 """
 from __future__ import annotations
 
@@ -22,20 +27,24 @@ from .quiz import SLOT_FOUND, SLOT_REST, SLOT_VALUE, MultipleChoice, Numeric
 _counter = itertools.count(1)
 
 CSS = """
-.bnc-quiz{border:1px solid #c9d3dd;border-left:4px solid #2b6cb0;border-radius:6px;padding:.8em 1em;margin:1em 0;
-  background:rgba(43,108,176,.04)}
+.bnc-quiz{border:1px solid var(--pst-color-border,#c9d3dd);border-left:4px solid var(--pst-color-primary,#2b6cb0);
+  border-radius:6px;padding:.8em 1em;margin:1em 0;background:var(--pst-color-surface,#f7f9fc);
+  color:var(--pst-color-text-base,#222)}
 .bnc-quiz .bnc-title{font-weight:600;margin-bottom:.4em}
 .bnc-quiz .bnc-options{margin:.5em 0}
 .bnc-quiz .bnc-options label{display:block;margin:.25em 0;cursor:pointer}
-.bnc-quiz .bnc-options input{margin-right:.5em}
-.bnc-quiz button{margin:.3em .5em .3em 0;padding:.2em .9em;border:1px solid #2b6cb0;border-radius:4px;
-  background:#fff;color:#2b6cb0;cursor:pointer}
-.bnc-quiz button.bnc-check{background:#2b6cb0;color:#fff}
+.bnc-quiz .bnc-options input{margin-right:.5em;accent-color:var(--pst-color-primary,#2b6cb0)}
+.bnc-quiz button{margin:.3em .5em .3em 0;padding:.2em .9em;border:1px solid var(--pst-color-primary,#2b6cb0);
+  border-radius:4px;background:var(--pst-color-background,#fff);color:var(--pst-color-text-base,#222);cursor:pointer}
+.bnc-quiz button.bnc-check{background:var(--pst-color-primary,#2b6cb0);color:var(--pst-color-primary-text,#fff)}
+.bnc-quiz button:focus-visible,.bnc-quiz input:focus-visible,.bnc-quiz summary:focus-visible{
+  outline:3px solid var(--pst-color-accent,#c2410c);outline-offset:2px}
 .bnc-quiz .bnc-feedback{margin-top:.4em;padding:.4em .6em;border-radius:4px}
-.bnc-quiz .bnc-feedback.bnc-ok{background:#e6f4ea;border:1px solid #4c9a5f}
-.bnc-quiz .bnc-feedback.bnc-bad{background:#fdecea;border:1px solid #c0504d}
-.bnc-quiz .bnc-hint{margin-top:.4em;padding:.4em .6em;background:#fff8e1;border-radius:4px}
-.bnc-quiz input.bnc-number{width:12em;padding:.15em .3em}
+.bnc-quiz .bnc-feedback.bnc-ok{background:var(--pst-color-success-bg,#e6f4ea);border:1px solid var(--pst-color-success,#4c9a5f)}
+.bnc-quiz .bnc-feedback.bnc-bad{background:var(--pst-color-danger-bg,#fdecea);border:1px solid var(--pst-color-danger,#c0504d)}
+.bnc-quiz .bnc-hint{margin-top:.4em;padding:.4em .6em;background:var(--pst-color-warning-bg,#fff8e1);border-radius:4px}
+.bnc-quiz input.bnc-number{width:12em;padding:.15em .3em;color:inherit;background:var(--pst-color-background,#fff);
+  border:1px solid var(--pst-color-border,#8a97a5);border-radius:3px}
 .bnc-quiz details{margin:.4em 0}
 .bnc-quiz pre{overflow-x:auto}
 """
@@ -76,9 +85,30 @@ if(!window.bncourseQuiz){""" + numeric_answer.JS + r"""window.bncourseQuiz=funct
       show(withHint([p[1]>data.answer?'high':'low']),false,{value:p[2]});
     }
   }
-  var c=root.querySelector('button.bnc-check');if(c){c.addEventListener('click',check);}
+  // the last answer to each question, kept per page in this browser only (the landing page counts them)
+  var key='bncourse-progress:'+window.location.pathname,qid=root.getAttribute('data-bnc-id');
+  function load(){try{return JSON.parse(window.localStorage.getItem(key)||'{}')||{};}catch(e){return {};}}
+  function answer(){
+    if(data.kind==='numeric'){return root.querySelector('input.bnc-number').value;}
+    var boxes=root.querySelectorAll('.bnc-options input'),picked=[];
+    for(var i=0;i<boxes.length;i++){if(boxes[i].checked){picked.push(boxes[i].value);}}
+    return picked;
+  }
+  function checkAndSave(){
+    check();
+    try{var all=load();all[qid]={result:fb.getAttribute('data-bnc-result'),answer:answer()};
+      window.localStorage.setItem(key,JSON.stringify(all));}catch(e){}
+  }
+  var c=root.querySelector('button.bnc-check');if(c){c.addEventListener('click',checkAndSave);}
   var n=root.querySelector('input.bnc-number');
-  if(n){n.addEventListener('keydown',function(e){if(e.key==='Enter'){e.preventDefault();check();}});}
+  if(n){n.addEventListener('keydown',function(e){if(e.key==='Enter'){e.preventDefault();checkAndSave();}});}
+  var before=c&&load()[qid];
+  if(before){
+    if(data.kind==='numeric'){n.value=String(before.answer);}
+    else{var opts=root.querySelectorAll('.bnc-options input');
+      for(var o=0;o<opts.length;o++){opts[o].checked=before.answer.indexOf(opts[o].value)>=0;}}
+    check();
+  }
   var h=root.querySelector('button.bnc-hint-btn');
   if(h){h.addEventListener('click',function(){var d=root.querySelector('.bnc-hint');d.hidden=!d.hidden;});}
   if(!data.multi&&data.kind==='mc'){
@@ -125,12 +155,28 @@ def _buttons(q: Question) -> str:
     return f'<div><button type="button" class="bnc-check">Check</button>{hint}</div>'
 
 
+def _spoken_name(text: str) -> str:
+    """An ``aria-label`` for an option that holds math (empty when it holds none).
+
+    Typeset math is exposed to assistive technology as MathML, which does not give a form control a name:
+    an option made of math only would be an unnamed radio button or checkbox. The label is the text with the
+    TeX source of the math, its backslashes dropped (``$\\gamma$`` reads "gamma").
+    """
+    segments = markup.parse(text)
+    if not any(kind in ("math", "displaymath") for kind, _ in segments):
+        return ""
+    words = [body.replace("\\", "") if kind in ("math", "displaymath") else body
+             for kind, body in segments if kind not in ("open", "close")]
+    return f' aria-label="{html.escape(" ".join("".join(words).split()), quote=True)}"'
+
+
 @renderers.static(MultipleChoice)
 def render_multiple_choice(q: MultipleChoice) -> str:
     kind = "checkbox" if q.multi else "radio"
     group = f"bnc-{q.id}-{next(_counter)}"
     options = "".join(
-        f'<label><input type="{kind}" name="{html.escape(group)}" value="{i}">{markup.to_html(opt)}</label>'
+        f'<label><input type="{kind}" name="{html.escape(group)}" value="{i}"{_spoken_name(opt)}>'
+        f'{markup.to_html(opt)}</label>'
         for i, opt in enumerate(q.options))
     body = (f'<div class="bnc-options" role="group">{options}</div>{_buttons(q)}'
             f'<div class="bnc-feedback" aria-live="polite" hidden>{_messages(q.message_parts())}</div>')
