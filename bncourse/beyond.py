@@ -50,7 +50,7 @@ RENORM_PAPER_STEPS = 80_000
 
 
 def renorm_schedule(total_steps: int) -> dict[str, linear_ramp]:
-    """Batch Renormalization's warm-up (Ioffe 2017, :func:`bncourse.torch.renorm.paper_schedule`) scaled to a
+    """Batch Renormalization's warm-up (Ioffe 2017, :func:`bncourse.torch.paper_schedule`) scaled to a
     run of ``total_steps`` steps: plain BN (r_max = 1, d_max = 0) for the first 1/16 of the steps, then d_max
     relaxed to 5 by 31 % and r_max to 3 by 50 % of the run. Returns ``{"r_max": ..., "d_max": ...}``."""
     if total_steps < 1:

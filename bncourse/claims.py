@@ -43,7 +43,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = ["STRICT_ENV", "ClaimMissed", "Claim", "strict", "greater", "less", "ratio_greater", "close_to",
-           "each", "each_true", "bound", "observe", "ledger", "reset", "recorded", "glue", "span", "mean_sd",
+           "each", "each_true", "bound", "observe", "Ledger", "ledger", "reset", "recorded", "glue", "span", "mean_sd",
            "GLUE_PREFIX", "LEDGER_KEY"]
 
 STRICT_ENV = "BNCOURSE_STRICT_CLAIMS"

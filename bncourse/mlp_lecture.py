@@ -43,11 +43,11 @@ __all__ = ["LECTURE_RECIPE", "ORDERS", "LectureRun", "lecture_data", "lecture_mo
 #: The recipe's hyperparameters.
 LECTURE_RECIPE = dict(sizes=(784, 32, 32, 10), optimizer="adam", lr=0.01, batch_size=32, epochs=10)
 
-#: The two orders of a hidden block: the lecture's slides and the lecture's code.
+#: The two orders of a hidden block, as the lecture's slides and the lecture's code draw it.
 ORDERS = {"slides": "Linear → BatchNorm1d → ReLU", "code": "Linear → ReLU → BatchNorm1d"}
 
-#: The log printed by the lecture's code on MNIST (order "code", one run), after epochs 1 and 10: training
-#: metrics in evaluation mode over the training set, validation on the test images.
+#: The log that the lecture's code printed on MNIST after epochs 1 and 10 (the code's order, one run), with the
+#: training metrics in evaluation mode over the training set and the validation on the test images.
 LECTURE_MNIST_LOG = {
     1: {"BN": {"train_loss": 0.14542, "train_acc": 0.9564, "val_loss": 0.15192, "val_acc": 0.9551},
         "no BN": {"train_loss": 0.20199, "train_acc": 0.9424, "val_loss": 0.19679, "val_acc": 0.9432}},

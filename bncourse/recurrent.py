@@ -204,10 +204,10 @@ def preactivation_stats(model: RowRNN, x: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def normalized_offset(model: RowRNN, x: Tensor) -> Tensor:
-    """How far the statistics a per-step model uses are from the data, step by step: |mean over the samples of
-    x̂_t|, averaged over the normalized units, (T,), in units of the statistics' std. x̂_t is the normalized
-    pre-activation computed with the running statistics that step t uses in eval mode (for steps beyond the
-    model's ``steps``, its last step's); for ``bn_rec`` both terms count. Near 0 where the statistics fit."""
+    """How far the statistics a per-step model uses are from the data, step by step: the absolute value of the
+    mean over the samples of x̂_t, averaged over the normalized units, (T,), in units of the statistics' std.
+    x̂_t is the normalized pre-activation computed with the running statistics that step t uses in eval mode
+    (for steps beyond the model's ``steps``, its last step's); for ``bn_rec`` both terms count. Near 0 where the statistics fit."""
     if model.norm_kind not in ("bn_step", "bn_rec"):
         raise ValueError("only the 'bn_step' and 'bn_rec' models have per-step statistics")
     a = model.preactivations(x)                                             # eval mode: (n, T, units)

@@ -255,8 +255,8 @@ def train(
         lr, sgd_momentum, weight_decay, optimizer: see :func:`make_optimizer`. ``sgd_momentum`` is the
             optimizer's momentum; BatchNorm's ``momentum`` is a property of the BN layers.
         seed: seeds batch order and any randomness in the forward pass (dropout, noise layers); the model's
-            initialization is done by the caller (call :func:`set_seed` before building it). Like
-            :func:`set_seed`, shifted by ``BNCOURSE_SEED_OFFSET``.
+            initialization is done by the caller (call :func:`bncourse.seeding.set_seed` before building it). Like
+            :func:`bncourse.seeding.set_seed`, shifted by ``BNCOURSE_SEED_OFFSET``.
         eval_every: evaluate every this many steps (and at step 0 and at the end); ``None`` = only with
             ``epochs`` (at the end of each epoch) or never.
         eval_on: ``"test"`` or ``"val"`` split of an ImageData (metric names ``test_acc`` / ``val_acc`` ...).

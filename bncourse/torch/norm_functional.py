@@ -65,7 +65,7 @@ def standardize(
         shape with size 1 along ``dims`` (the statistics actually used; ``var`` biased, in
         float64 where float32 squares overflow).
 
-    The statistics are the shared shifted moments (:mod:`bncourse.torch._moments`): accurate for
+    The statistics are the shared shifted moments (``bncourse.torch._moments``): accurate for
     float32 data with a large offset and a small spread, and a float64 variance (CPU) where float32
     squares overflow.
     """

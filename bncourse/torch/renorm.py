@@ -11,7 +11,7 @@ running ones ``mu``, ``sigma = sqrt(running_var + eps)`` (Algorithm 1 of the pap
     then  mu <- (1 - momentum) * mu + momentum * mu_B,
           running_var <- (1 - momentum) * running_var + momentum * var_B'
 
-The statistics and the running update are BatchNorm's own (:mod:`bncourse.torch._moments`); the output
+The statistics and the running update are BatchNorm's own (``bncourse.torch._moments``); the output
 has BatchNorm's memory format.
 
 Evaluation is BatchNorm's: ``y = (x - mu) / sigma * weight + bias``. With ``r_max = 1, d_max = 0``,
