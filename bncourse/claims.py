@@ -129,8 +129,7 @@ class Claim:
         data = esc(json.dumps({"key": self.key, "held": self.held, "asserted": self.asserted}), quote=True)
         return (f"<div class='bncourse-claim' data-claim=\"{data}\" role='note' "
                 f"style='border-left:4px solid {colour};padding:.4em .8em;margin:.6em 0;font-size:.9em'>"
-                f"<p style='margin:0'><strong>Claim check</strong> — <span style='color:{colour};font-weight:bold'>"
-                f"{esc(self.verdict)}</span></p>"
+                f"<p style='margin:0'><strong>Claim check</strong> — <strong>{esc(self.verdict)}</strong></p>"
                 f"<p style='margin:.2em 0'><em>{esc(self.statement)}</em></p>"
                 f"<p style='margin:.2em 0'>Criterion: {esc(self.criterion)}</p>"
                 f"<p style='margin:.2em 0'>This run: {esc(self.result)}</p>"

@@ -27,7 +27,31 @@
     document.querySelectorAll(".citation-list[role='list'] > [role='doc-biblioentry']").forEach(function (e) {
       e.setAttribute("role", "listitem");
     });
+    // Static ipywidgets sliders (rendered by the widget manager after load): the slider handle gets the widget's
+    // description as its name (aria-input-field-name).
+    document.querySelectorAll("[role='slider']:not([aria-label])").forEach(function (s) {
+      var box = s.closest(".widget-slider, .jupyter-widgets"), label = box && box.querySelector(".widget-label");
+      var text = label && label.textContent.trim();
+      s.setAttribute("aria-label", text || "slider");
+    });
+    // Figures inside a static widget snapshot (an ipywidgets Output, e.g. `interact`) come without alt text.
+    document.querySelectorAll(".jupyter-widgets img:not([alt]), .jupyter-widgets img[alt='']").forEach(function (i) {
+      i.setAttribute("alt", "Figure drawn by the interactive widget, a static snapshot of its first setting " +
+                     "(run the notebook to move the sliders)");
+    });
+    // Outputs that scroll sideways take keyboard focus, so they can be scrolled without a mouse
+    // (scrollable-region-focusable).
+    document.querySelectorAll(".cell_output .output, .cell_output .output > div").forEach(function (e) {
+      if (e.scrollWidth > e.clientWidth && !e.hasAttribute("tabindex")) { e.setAttribute("tabindex", "0"); }
+    });
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", repair); } else { repair(); }
   window.addEventListener("load", repair);  // after Font Awesome has replaced the icons
+  // Widgets render asynchronously: repair what they add.
+  var pending = false;
+  new MutationObserver(function () {
+    if (pending) { return; }
+    pending = true;
+    setTimeout(function () { pending = false; repair(); }, 50);
+  }).observe(document.documentElement, { childList: true, subtree: true });
 })();
