@@ -385,13 +385,15 @@ class Ledger:
         return len(self.claims)
 
 
-def ledger(*, show: bool = True) -> Ledger:
-    """The chapter's ledger: every claim recorded in this kernel. Shows the table and glues it under
-    :data:`LEDGER_KEY` for the course-wide list of claims."""
+def ledger(*, show: bool = True) -> Ledger | None:
+    """The chapter's ledger: every claim recorded in this kernel, glued under :data:`LEDGER_KEY` for the
+    course-wide list of claims. With ``show`` the table is displayed and nothing is returned (so a cell ending
+    in ``claims.ledger()`` shows it once); with ``show=False`` the :class:`Ledger` is returned."""
     table = Ledger(recorded())
     glue(LEDGER_KEY, table, display=False)
     if show:
         _display(table)
+        return None
     return table
 
 
